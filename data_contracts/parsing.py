@@ -1,0 +1,181 @@
+"""Turn raw source rows into typed frames, with the normalisations staffcast applies.
+
+Normalisations (repaired, not quarantined):
+
+- ids, roles, statuses and responses are stripped of surrounding blanks; roles are upper-cased
+  (``' rn '`` -> ``RN``), statuses and responses lower-cased;
+- timestamps may carry a UTC offset (``2025-03-09T07:00:00-05:00``, ``...Z``) or none. A
+  shift_start without an offset is local time in the facility's zone; requested_at, cancelled_at
+  and offered_at without an offset are local time in the agency's zone. A local time that falls
+  twice (DST fall-back) is read as the first of the two instants; one that does not exist
+  (spring-forward gap) is moved forward to the first valid instant;
+- dates (active_from, hired_on, ...) are calendar dates.
+
+A value that cannot be parsed becomes missing, and the contracts quarantine its row with the rule
+that names it (``shift_start_unparseable``, ...). Every frame gets ``_row``, the position of the
+row in the extract, so quarantined rows can be traced back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+_ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Values as strings (database drivers may hand back datetime objects)."""
+    if values.dtype == object and any(isinstance(v, datetime) for v in values.dropna().head(1)):
+        values = values.map(lambda v: v.isoformat() if isinstance(v, datetime) else v)
+    return values.astype("string").str.strip()
+
+
+def parse_timestamps(values: pd.Series, local_zone: pd.Series | str) -> pd.Series:
+    """Parse timestamps to UTC; values without an offset are local to ``local_zone``.
+
+    ``local_zone`` is one IANA zone for all rows or a Series of zones aligned with ``values``.
+    Unparseable values (and values whose zone is unknown) become NaT.
+    """
+    text = _as_text(values)
+    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    zoned = text.str.contains(_ZONE_SUFFIX, regex=True, na=False)
+    if zoned.any():
+        result[zoned] = pd.to_datetime(
+            text[zoned], utc=True, format="ISO8601", errors="coerce"
+        ).astype("datetime64[ns, UTC]")
+    naive = ~zoned & text.notna()
+    if naive.any():
+        local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
+        zones = (
+            pd.Series(local_zone, index=local.index)
+            if isinstance(local_zone, str)
+            else local_zone[naive]
+        )
+        for zone, index in zones.groupby(zones, dropna=True).groups.items():
+            stamps = pd.DatetimeIndex(local[index])
+            try:
+                utc = stamps.tz_localize(
+                    zone,
+                    ambiguous=np.ones(len(stamps), dtype=bool),
+                    nonexistent="shift_forward",
+                ).tz_convert("UTC")
+            except Exception:  # noqa: BLE001 - an invalid zone leaves NaT for quarantine
+                continue
+            result[index] = utc.astype("datetime64[ns, UTC]")
+    return result
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Parse calendar dates (time of day, if any, dropped); unparseable -> NaT."""
+    parsed = pd.to_datetime(_as_text(values).str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+    return parsed.astype("datetime64[ns]")
+
+
+def _clean_text(values: pd.Series, case: str | None = None) -> pd.Series:
+    text = _as_text(values)
+    text = text.mask(text == "")
+    if case == "upper":
+        return text.str.upper()
+    if case == "lower":
+        return text.str.lower()
+    return text
+
+
+def parse_facilities(raw: pd.DataFrame) -> pd.DataFrame:
+    """Typed facilities."""
+    return pd.DataFrame(
+        {
+            "_row": np.arange(len(raw)),
+            "facility_id": _clean_text(raw["facility_id"]),
+            "facility_type": _clean_text(raw["facility_type"], "lower"),
+            "region": _clean_text(raw["region"]),
+            "timezone": _clean_text(raw["timezone"]),
+            "active_from": parse_dates(raw["active_from"]),
+            "active_to": parse_dates(raw["active_to"]),
+        },
+        index=raw.index,
+    )
+
+
+def parse_shift_requests(
+    raw: pd.DataFrame, facility_zones: pd.Series, agency_timezone: str
+) -> pd.DataFrame:
+    """Typed shift requests with the derived columns the contracts check.
+
+    ``facility_zones`` maps facility_id to its IANA zone (local shift_start times).
+    """
+    facility_id = _clean_text(raw["facility_id"])
+    zones = facility_id.map(facility_zones)
+    frame = pd.DataFrame(
+        {
+            "_row": np.arange(len(raw)),
+            "request_id": _clean_text(raw["request_id"]),
+            "facility_id": facility_id,
+            "role": _clean_text(raw["role"], "upper"),
+            "shift_start": parse_timestamps(raw["shift_start"], zones),
+            "shift_hours": pd.to_numeric(raw["shift_hours"], errors="coerce").astype(float),
+            "requested_at": parse_timestamps(raw["requested_at"], agency_timezone),
+            "status": _clean_text(raw["status"], "lower"),
+            "cancelled_at": parse_timestamps(raw["cancelled_at"], agency_timezone),
+        },
+        index=raw.index,
+    )
+    frame["_hours_requested_after_start"] = (
+        frame["requested_at"] - frame["shift_start"]
+    ) / pd.Timedelta(hours=1)
+    frame["_duplicate"] = duplicate_kind(raw, "request_id")
+    return frame
+
+
+def duplicate_kind(raw: pd.DataFrame, key: str) -> pd.Series:
+    """'no' for a unique key or the first of identical copies, else 'identical' or 'conflicting'.
+
+    Identical copies (every selected column equal) are harmless: the first is used. When copies
+    disagree nobody can tell which is right, so all of them are quarantined.
+    """
+    keys = raw[key].astype("string").str.strip()
+    kind = pd.Series("no", index=raw.index, dtype=object)
+    repeated = keys.duplicated(keep=False) & keys.notna()
+    if not repeated.any():
+        return kind
+    hashes = pd.util.hash_pandas_object(raw.loc[repeated].astype("string"), index=False)
+    distinct = hashes.groupby(keys[repeated]).transform("nunique")
+    conflicting = distinct > 1
+    kind[conflicting[conflicting].index] = "conflicting"
+    later_copy = keys.duplicated(keep="first") & repeated
+    identical = later_copy & ~kind.eq("conflicting")
+    kind[identical] = "identical"
+    return kind
+
+
+def parse_nurses(raw: pd.DataFrame) -> pd.DataFrame:
+    """Typed nurses (on_call read from 1/0, true/false, yes/no)."""
+    on_call = _clean_text(raw["on_call"], "lower").isin(["1", "true", "t", "yes", "y"])
+    return pd.DataFrame(
+        {
+            "_row": np.arange(len(raw)),
+            "nurse_id": _clean_text(raw["nurse_id"]),
+            "role": _clean_text(raw["role"], "upper"),
+            "region": _clean_text(raw["region"]),
+            "on_call": on_call.astype(bool),
+            "hired_on": parse_dates(raw["hired_on"]),
+            "separated_on": parse_dates(raw["separated_on"]),
+        },
+        index=raw.index,
+    )
+
+
+def parse_shift_offers(raw: pd.DataFrame, agency_timezone: str) -> pd.DataFrame:
+    """Typed shift offers."""
+    return pd.DataFrame(
+        {
+            "_row": np.arange(len(raw)),
+            "request_id": _clean_text(raw["request_id"]),
+            "offered_at": parse_timestamps(raw["offered_at"], agency_timezone),
+            "response": _clean_text(raw["response"], "lower"),
+        },
+        index=raw.index,
+    )

@@ -1,0 +1,215 @@
+"""The data contracts: one Great Expectations suite per source table, each rule named.
+
+A rule is either row-level (a row that breaks it goes to quarantine with the rule's name and the
+run goes on) or batch-level (the run stops before publishing, naming the table, the rule and an
+example). Suites run on the *parsed* frames built by :mod:`data_contracts.parsing`, which add a
+few derived columns (prefixed ``_``) so that cross-field rules are plain GX expectations.
+
+Issue "Data contracts" extends this first set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import available_timezones
+
+import great_expectations as gx
+import pandas as pd
+from great_expectations.expectations.row_conditions import Column
+
+ROLES = ("RN", "LPN")
+REQUEST_STATUSES = ("filled", "unfilled", "cancelled")
+OFFER_RESPONSES = ("accepted", "declined", "no_response")
+MAX_HOURS_REQUESTED_AFTER_START = 24.0
+"""A request entered more than a day after its shift started is a data-entry error (hours)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One named business rule and the GX expectation that checks it."""
+
+    name: str
+    level: Literal["row", "batch"]
+    description: str
+    expectation: gx.expectations.Expectation
+    column: str | None = None
+
+
+def _row(name: str, description: str, expectation: gx.expectations.Expectation) -> Rule:
+    column = getattr(expectation, "column", None) or getattr(expectation, "column_A", None)
+    return Rule(name, "row", description, expectation, column)
+
+
+def _batch(name: str, description: str, expectation: gx.expectations.Expectation) -> Rule:
+    return Rule(name, "batch", description, expectation, getattr(expectation, "column", None))
+
+
+E = gx.expectations
+
+
+def facility_rules() -> list[Rule]:
+    """Rules for the facilities table."""
+    return [
+        _batch(
+            "not_empty",
+            "The facilities table has rows.",
+            E.ExpectTableRowCountToBeBetween(min_value=1),
+        ),
+        _row(
+            "facility_id_present",
+            "Every facility has an id.",
+            E.ExpectColumnValuesToNotBeNull(column="facility_id"),
+        ),
+        _row(
+            "facility_id_unique",
+            "A facility id appears once.",
+            E.ExpectColumnValuesToBeUnique(column="facility_id"),
+        ),
+        _row(
+            "region_present",
+            "Every facility belongs to a region (its on-call pool).",
+            E.ExpectColumnValuesToNotBeNull(column="region"),
+        ),
+        _row(
+            "timezone_valid",
+            "The timezone is an IANA zone such as America/Chicago.",
+            E.ExpectColumnValuesToBeInSet(
+                column="timezone", value_set=sorted(available_timezones())
+            ),
+        ),
+    ]
+
+
+def shift_request_rules(
+    facility_ids: list[str], as_of_utc: pd.Timestamp, recent_days: int
+) -> list[Rule]:
+    """Rules for shift_requests; ``facility_ids`` are the facilities that passed their rules."""
+    recent = as_of_utc - pd.Timedelta(days=recent_days)
+    return [
+        _batch(
+            "not_empty",
+            "The as_of extract of shift_requests has rows.",
+            E.ExpectTableRowCountToBeBetween(min_value=1),
+        ),
+        _batch(
+            "recent_requests",
+            f"At least one request was made in the {recent_days} days before as_of; "
+            "otherwise the extract is stale.",
+            E.ExpectColumnMaxToBeBetween(column="requested_at", min_value=recent),
+        ),
+        _row(
+            "request_id_present",
+            "Every request has an id.",
+            E.ExpectColumnValuesToNotBeNull(column="request_id"),
+        ),
+        _row(
+            "duplicate_request_id",
+            "A request id appears once; of identical copies one is used, copies that "
+            "disagree are all quarantined.",
+            E.ExpectColumnValuesToBeInSet(column="_duplicate", value_set=["no"]),
+        ),
+        _row(
+            "unknown_facility",
+            "The facility exists in facilities (and passed its rules).",
+            E.ExpectColumnValuesToBeInSet(column="facility_id", value_set=facility_ids),
+        ),
+        _row(
+            "role_not_in_set",
+            f"The role is one of {', '.join(ROLES)}.",
+            E.ExpectColumnValuesToBeInSet(column="role", value_set=list(ROLES)),
+        ),
+        _row(
+            "status_not_in_set",
+            f"The status is one of {', '.join(REQUEST_STATUSES)}.",
+            E.ExpectColumnValuesToBeInSet(column="status", value_set=list(REQUEST_STATUSES)),
+        ),
+        _row(
+            "shift_start_unparseable",
+            "shift_start is a timestamp.",
+            E.ExpectColumnValuesToNotBeNull(column="shift_start"),
+        ),
+        _row(
+            "requested_at_unparseable",
+            "requested_at is a timestamp.",
+            E.ExpectColumnValuesToNotBeNull(column="requested_at"),
+        ),
+        _row(
+            "shift_hours_out_of_range",
+            "0 < shift_hours <= 24.",
+            E.ExpectColumnValuesToBeBetween(
+                column="shift_hours", min_value=0, max_value=24, strict_min=True
+            ),
+        ),
+        _row(
+            "shift_hours_missing",
+            "shift_hours is a number.",
+            E.ExpectColumnValuesToNotBeNull(column="shift_hours"),
+        ),
+        _row(
+            "requested_after_shift_start",
+            "requested_at is at most a day after shift_start.",
+            E.ExpectColumnValuesToBeBetween(
+                column="_hours_requested_after_start", max_value=MAX_HOURS_REQUESTED_AFTER_START
+            ),
+        ),
+        _row(
+            "cancelled_without_cancelled_at",
+            "A cancelled request says when.",
+            E.ExpectColumnValuesToNotBeNull(
+                column="cancelled_at", row_condition=Column("status") == "cancelled"
+            ),
+        ),
+    ]
+
+
+def nurse_rules() -> list[Rule]:
+    """Rules for the nurses table."""
+    return [
+        _batch(
+            "not_empty",
+            "The nurses table has rows hired before as_of.",
+            E.ExpectTableRowCountToBeBetween(min_value=1),
+        ),
+        _row(
+            "nurse_id_present",
+            "Every nurse has an id.",
+            E.ExpectColumnValuesToNotBeNull(column="nurse_id"),
+        ),
+        _row(
+            "role_not_in_set",
+            f"The role is one of {', '.join(ROLES)}.",
+            E.ExpectColumnValuesToBeInSet(column="role", value_set=list(ROLES)),
+        ),
+        _row(
+            "hired_on_unparseable",
+            "hired_on is a date.",
+            E.ExpectColumnValuesToNotBeNull(column="hired_on"),
+        ),
+        _row(
+            "separated_before_hired",
+            "separated_on is not before hired_on.",
+            E.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="separated_on",
+                column_B="hired_on",
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+            ),
+        ),
+    ]
+
+
+def shift_offer_rules() -> list[Rule]:
+    """Rules for shift_offers (optional table)."""
+    return [
+        _row(
+            "response_not_in_set",
+            f"The response is one of {', '.join(OFFER_RESPONSES)}.",
+            E.ExpectColumnValuesToBeInSet(column="response", value_set=list(OFFER_RESPONSES)),
+        ),
+        _row(
+            "offered_at_unparseable",
+            "offered_at is a timestamp.",
+            E.ExpectColumnValuesToNotBeNull(column="offered_at"),
+        ),
+    ]

@@ -1,0 +1,373 @@
+"""The weekly run: extract -> validate -> demand -> forecast -> plan -> publish.
+
+Deployed by prefect.yaml (Mondays 05:00 America/Chicago); ``staffcast run`` calls it directly.
+Tasks are thin and typed; the work lives in staffcast.source, data_contracts, models and
+reports. Forecast tasks each take a batch of series (``series_per_task``), never one series.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import sqlalchemy as sa
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from data_contracts.validate import ValidationResult, validate_extract
+from models import demand as demand_model
+from models.forecasting import EngineResult, forecast_many
+from models.plan import PlanInputs, StaffingPlan, build_plan
+from models.regional import DemandSimulation, simulate_demand
+from models.staffing import StaffingParams
+from reports import publish as publishing
+from reports.html_report import write_report
+from reports.schema import create_schema, reporting_engine
+from staffcast import __version__
+from staffcast.errors import ReportingUnavailable, SourceUnavailable
+from staffcast.settings import Settings
+from staffcast.source import SourceExtract, connect_source, read_source
+
+T = TypeVar("T")
+TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished run tells its caller."""
+
+    run_id: str
+    as_of: date
+    reporting_url: str
+    report_path: str
+    rows_extracted: int
+    rows_used: int
+    rows_quarantined: int
+    series: int
+    stage_seconds: dict[str, float]
+
+
+def today_in(zone: str) -> date:
+    """Today's date in the agency's zone (a run's default as_of)."""
+    return datetime.now(ZoneInfo(zone)).date()
+
+
+def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry the extract only when the database may answer later."""
+    try:
+        state.result()
+    except SourceUnavailable as exc:
+        return exc.transient
+    except sa.exc.OperationalError:
+        return True
+    except Exception:  # noqa: BLE001 - anything else will fail the same way again
+        return False
+    return False
+
+
+@task(retries=2, retry_delay_seconds=5, retry_condition_fn=_is_transient, **TASK_OPTIONS)
+def extract(source_url: str, as_of: date, agency_timezone: str) -> SourceExtract:
+    """Read the needed columns of the source tables as they were at as_of."""
+    engine = connect_source(source_url)
+    try:
+        with engine.connect() as conn:
+            result = read_source(conn, as_of, agency_timezone)
+    finally:
+        engine.dispose()
+    get_run_logger().info("Extracted rows: %s", result.rows())
+    return result
+
+
+@task(**TASK_OPTIONS)
+def validate(source: SourceExtract, settings: Settings) -> ValidationResult:
+    """Run the data contracts; stops the run on batch-level failures."""
+    result = validate_extract(
+        source,
+        settings.agency_timezone,
+        settings.max_quarantine_share,
+        settings.recent_days_required,
+    )
+    extracted, used, quarantined = result.rows("shift_requests")
+    get_run_logger().info(
+        "shift_requests: %d extracted = %d used + %d quarantined", extracted, used, quarantined
+    )
+    return result
+
+
+@task(**TASK_OPTIONS)
+def build_demand(
+    validated: ValidationResult, source: SourceExtract, settings: Settings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Daily demand history per facility and role, and requests booked for later days."""
+    return demand_model.daily_demand(
+        validated.tables["shift_requests"],
+        validated.tables["facilities"],
+        source.as_of,
+        source.as_of_utc,
+        settings.history_days,
+        settings.late_cancellation_hours,
+    )
+
+
+@task(**TASK_OPTIONS)
+def forecast_batch(
+    history: pd.DataFrame, horizon: int, backtest_days: int, start: pd.Timestamp
+) -> EngineResult:
+    """Forecast one batch of series (many series per task run)."""
+    return forecast_many(history, horizon, backtest_days, start=start)
+
+
+@task(**TASK_OPTIONS)
+def simulate(forecasts: pd.DataFrame, size: pd.Series, settings: Settings) -> DemandSimulation:
+    """Facility quantiles and regional demand from summed sample paths."""
+    return simulate_demand(forecasts, size, n_paths=settings.sample_paths, seed=settings.seed)
+
+
+@task(**TASK_OPTIONS)
+def plan(
+    simulation: DemandSimulation,
+    validated: ValidationResult,
+    as_of: date,
+    settings: Settings,
+) -> StaffingPlan:
+    """On-call pools, recruiting targets and holiday coverage (scenario 'base')."""
+    inputs = PlanInputs(
+        as_of=as_of,
+        params_by_role={
+            role: StaffingParams(**p.model_dump()) for role, p in settings.staffing.items()
+        },
+        acceptance_lookback_days=settings.acceptance_lookback_days,
+        min_offers=settings.min_offers_for_estimate,
+        attrition_lookback_days=settings.attrition_lookback_days,
+        min_pool_for_attrition=settings.min_pool_for_attrition,
+        recruiting_window_weeks=settings.recruiting_window_weeks,
+        holiday_country=settings.holiday_country,
+        holiday_subdivision=settings.holiday_subdivision,
+    )
+    return build_plan(simulation, validated.tables, inputs)
+
+
+@task(**TASK_OPTIONS)
+def publish(
+    reporting_url: str, run_id: str, tables: dict[str, pd.DataFrame], counts: dict[str, int]
+) -> None:
+    """Write every table of the run in one transaction and flip it to published."""
+    engine = reporting_engine(reporting_url)
+    try:
+        publishing.publish_run(engine, run_id, tables, publishing.RunCounts(**counts))
+    finally:
+        engine.dispose()
+
+
+def _timed(stages: dict[str, float], name: str, fn: Callable[..., T], *args: Any) -> T:
+    started = time.perf_counter()
+    result = fn(*args)
+    stages[name] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _forecast_all(
+    history: pd.DataFrame,
+    booked: pd.DataFrame,
+    validated: ValidationResult,
+    as_of: date,
+    settings: Settings,
+) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+    """Forecast every series in batches; closed facilities get zero after their last day."""
+    ids = history["series_id"].unique()
+    batches = [
+        history[history["series_id"].isin(ids[i : i + settings.series_per_task])]
+        for i in range(0, len(ids), settings.series_per_task)
+    ]
+    start = pd.Timestamp(as_of)
+    futures = forecast_batch.map(batches, settings.horizon_days, settings.backtest_days, start)
+    results: list[EngineResult] = futures.result()
+    forecast = pd.concat([r.forecast for r in results], ignore_index=True)
+    size = pd.concat([r.size for r in results])
+    evaluation = pd.concat([r.evaluation for r in results], ignore_index=True)
+
+    series = history.drop_duplicates("series_id").set_index("series_id")
+    forecast["facility_id"] = forecast["series_id"].map(series["facility_id"])
+    forecast["role"] = forecast["series_id"].map(series["role"])
+    forecast["region"] = forecast["series_id"].map(series["region"])
+    facilities = validated.tables["facilities"].set_index("facility_id")
+    closes = forecast["facility_id"].map(facilities["active_to"])
+    closed = closes.notna() & (forecast["date"] > closes)
+    forecast.loc[closed, "mean"] = 0.0
+    forecast.loc[closed, "model"] = "closed"
+    forecast = forecast.merge(
+        booked[["series_id", "date", "booked"]], how="left", on=["series_id", "date"]
+    )
+    forecast["booked"] = forecast["booked"].fillna(0).astype(int)
+    evaluation["facility_id"] = evaluation["series_id"].map(series["facility_id"])
+    evaluation["role"] = evaluation["series_id"].map(series["role"])
+    return forecast, size, evaluation
+
+
+@flow(name="weekly-forecast", log_prints=True)
+def weekly_forecast(
+    as_of: date | None = None,
+    source_url: str | None = None,
+    reporting_url: str | None = None,
+    horizon_days: int | None = None,
+) -> RunSummary:
+    """Forecast demand, size on-call pools and hiring targets, and publish them.
+
+    Parameters default to the settings (``STAFFCAST_*``): as_of to today in the agency's zone,
+    the source to the demo database, the reporting database to ``.staffcast/reporting.db``.
+    """
+    updates = {
+        k: v
+        for k, v in {
+            "source_url": source_url,
+            "reporting_url": reporting_url,
+            "horizon_days": horizon_days,
+        }.items()
+        if v is not None
+    }
+    settings = Settings().model_copy(update=updates)
+    as_of = as_of or today_in(settings.agency_timezone)
+    logger = get_run_logger()
+    src_url, rep_url = settings.resolved_source_url, settings.resolved_reporting_url
+
+    try:
+        engine = reporting_engine(rep_url)
+        create_schema(engine)
+    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
+        raise ReportingUnavailable(
+            f"Could not open the reporting database ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}). Check the reporting URL and that the server is "
+            "running; nothing was published."
+        ) from exc
+    parameters = {
+        "as_of": as_of.isoformat(),
+        "horizon_days": settings.horizon_days,
+        "agency_timezone": settings.agency_timezone,
+        "late_cancellation_hours": settings.late_cancellation_hours,
+        "staffing": {role: p.model_dump() for role, p in settings.staffing.items()},
+        "sample_paths": settings.sample_paths,
+        "seed": settings.seed,
+    }
+    run_id = publishing.start_run(
+        engine,
+        as_of,
+        parameters,
+        str(flow_run.get_id() or ""),
+        __version__,
+        settings.horizon_days,
+    )
+    logger.info("Run %s for as_of %s started", run_id, as_of)
+    stages: dict[str, float] = {}
+    try:
+        source = _timed(stages, "extract", extract, src_url, as_of, settings.agency_timezone)
+        validated = _timed(stages, "validate", validate, source, settings)
+        history, booked = _timed(stages, "demand", build_demand, validated, source, settings)
+        forecast, size, evaluation = _timed(
+            stages, "forecast", _forecast_all, history, booked, validated, as_of, settings
+        )
+        simulation = _timed(stages, "regional", simulate, forecast, size, settings)
+        staffing = _timed(stages, "plan", plan, simulation, validated, as_of, settings)
+        extracted, used, quarantined = validated.rows("shift_requests")
+        counts = {
+            "rows_extracted": extracted,
+            "rows_used": used,
+            "rows_quarantined": quarantined,
+        }
+        tables = _publishable(validated, simulation, forecast, evaluation, staffing)
+        _timed(stages, "publish", publish, rep_url, run_id, tables, counts)
+    except Exception as exc:
+        publishing.mark_failed(engine, run_id, str(exc))
+        raise
+    settings.report_dir.mkdir(parents=True, exist_ok=True)
+    report = _timed(
+        stages,
+        "report",
+        write_report,
+        engine,
+        settings.report_dir / f"staffcast-{as_of}.html",
+        run_id,
+    )
+    engine.dispose()
+    summary = RunSummary(
+        run_id,
+        as_of,
+        rep_url,
+        str(Path(report).resolve()),
+        extracted,
+        used,
+        quarantined,
+        int(history["series_id"].nunique()),
+        stages,
+    )
+    create_markdown_artifact(_markdown(summary, staffing), key="weekly-forecast-summary")
+    logger.info(
+        "Published run %s: rows extracted %d = used %d + quarantined %d",
+        run_id,
+        extracted,
+        used,
+        quarantined,
+    )
+    return summary
+
+
+def _publishable(
+    validated: ValidationResult,
+    simulation: DemandSimulation,
+    forecast: pd.DataFrame,
+    evaluation: pd.DataFrame,
+    staffing: StaffingPlan,
+) -> dict[str, pd.DataFrame]:
+    """The frames of a run in the reporting tables' shape."""
+    facility = simulation.facility.merge(
+        forecast[["series_id", "date", "model"]], on=["series_id", "date"], how="left"
+    )
+    facility["date"] = facility["date"].dt.date
+    regional = simulation.regional.assign(date=simulation.regional["date"].dt.date)
+    return {
+        "quarantined_row": validated.quarantine,
+        "demand_forecast": facility.drop(columns=["series_id", "region"]),
+        "regional_forecast": regional,
+        "model_evaluation": evaluation.drop(columns=["series_id"]),
+        "on_call_pool": staffing.on_call_pool,
+        "recruiting_target": staffing.recruiting_target,
+        "holiday_coverage": staffing.holiday_coverage,
+    }
+
+
+def _markdown(summary: RunSummary, staffing: StaffingPlan) -> str:
+    targets = staffing.recruiting_target
+    lines = [
+        f"# staffcast weekly run {summary.run_id} (as of {summary.as_of})",
+        "",
+        f"Rows extracted {summary.rows_extracted} = used {summary.rows_used} + "
+        f"quarantined {summary.rows_quarantined}; {summary.series} series forecast.",
+        "",
+        "| region | role | current pool | target pool | hires needed | recruit by |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in targets.itertuples():
+        lines.append(
+            f"| {row.region} | {row.role} | {row.current_pool} | {row.target_pool} | "
+            f"{row.hires_needed} | {row.recruit_by} |"
+        )
+    lines += ["", f"Report: {summary.report_path}"]
+    return "\n".join(lines)
+
+
+def run_summary_dict(summary: RunSummary) -> dict[str, Any]:
+    """The summary as plain data (for JSON output)."""
+    data = asdict(summary)
+    data["as_of"] = summary.as_of.isoformat()
+    return data
+
+
+if __name__ == "__main__":
+    weekly_forecast()

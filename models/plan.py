@@ -1,0 +1,166 @@
+"""The staffing plan of one run: on-call pools, recruiting targets, holiday coverage.
+
+Glue between the demand simulation and the staffing math in :mod:`models.staffing`: it
+estimates acceptance (from shift_offers) and attrition (from nurses) per region and role, then
+sizes pools week by week and sets hiring targets. Pure pandas; the caller passes parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+
+import pandas as pd
+
+from models.calendar import holiday_calendar
+from models.regional import DemandSimulation
+from models.staffing import (
+    StaffingParams,
+    acceptance_by_group,
+    estimate_attrition,
+    holiday_coverage,
+    on_call_pool,
+    recruiting_target,
+)
+
+BASE_SCENARIO = "base"
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything the plan needs besides the demand simulation."""
+
+    as_of: date
+    params_by_role: Mapping[str, StaffingParams]
+    acceptance_lookback_days: int = 180
+    min_offers: int = 50
+    attrition_lookback_days: int = 365
+    min_pool_for_attrition: float = 20
+    recruiting_window_weeks: int = 8
+    holiday_country: str = "US"
+    holiday_subdivision: str | None = None
+    scenario: str = BASE_SCENARIO
+
+
+@dataclass(frozen=True)
+class StaffingPlan:
+    """The publishable frames of a plan (one scenario)."""
+
+    on_call_pool: pd.DataFrame
+    recruiting_target: pd.DataFrame
+    holiday_coverage: pd.DataFrame
+    acceptance: pd.DataFrame
+    attrition: pd.DataFrame
+
+
+def offers_with_context(
+    offers: pd.DataFrame,
+    requests: pd.DataFrame,
+    facilities: pd.DataFrame,
+    holidays: Mapping[date, str],
+) -> pd.DataFrame:
+    """Offers joined to their request's role, region and whether its shift is on a holiday.
+
+    Offers whose request is not among the used requests (quarantined, or older than the
+    extract) cannot be attributed to a region and role and are left out.
+    """
+    region = facilities.set_index("facility_id")["region"]
+    zone = facilities.set_index("facility_id")["timezone"]
+    req = requests.drop_duplicates("request_id").set_index("request_id")
+    frame = offers[offers["request_id"].isin(req.index)]
+    facility = frame["request_id"].map(req["facility_id"])
+    starts = frame["request_id"].map(req["shift_start"])
+    local_day = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    for tz, idx in facility.map(zone).groupby(facility.map(zone)).groups.items():
+        local_day[idx] = starts[idx].dt.tz_convert(str(tz)).dt.tz_localize(None).dt.normalize()
+    holiday_days = {pd.Timestamp(d) for d in holidays}
+    return pd.DataFrame(
+        {
+            "region": facility.map(region),
+            "role": frame["request_id"].map(req["role"]),
+            "response": frame["response"],
+            "offered_at": frame["offered_at"],
+            "is_holiday": local_day.isin(holiday_days),
+        }
+    )
+
+
+def build_plan(
+    sim: DemandSimulation,
+    tables: Mapping[str, pd.DataFrame],
+    inputs: PlanInputs,
+) -> StaffingPlan:
+    """Pools per region, role and week; one recruiting target per region and role; holidays.
+
+    ``tables`` holds the validated facilities, shift_requests, nurses and shift_offers.
+    """
+    as_of = inputs.as_of
+    params = inputs.params_by_role
+    first_day = as_of - timedelta(days=max(inputs.acceptance_lookback_days, 400))
+    holidays = holiday_calendar(
+        first_day, sim.dates[-1].date(), inputs.holiday_country, inputs.holiday_subdivision
+    )
+    offers = offers_with_context(
+        tables["shift_offers"], tables["shift_requests"], tables["facilities"], holidays
+    )
+    lookback = pd.Timestamp(as_of - timedelta(days=inputs.acceptance_lookback_days), tz="UTC")
+    offers = offers[offers["offered_at"] >= lookback]
+    acceptance = acceptance_by_group(
+        offers.drop(columns=["offered_at"]),
+        ["region", "role"],
+        {role: p.acceptance_rate for role, p in params.items()},
+        inputs.min_offers,
+        holiday_priors={
+            role: p.acceptance_rate * p.holiday_acceptance_factor for role, p in params.items()
+        },
+    )
+    everyday = acceptance[~acceptance["is_holiday"].astype(bool)].set_index(["region", "role"])
+    holiday_rates = acceptance[acceptance["is_holiday"].astype(bool)].set_index(["region", "role"])
+    attrition = estimate_attrition(
+        tables["nurses"],
+        as_of,
+        inputs.attrition_lookback_days,
+        {role: p.annual_attrition for role, p in params.items()},
+        inputs.min_pool_for_attrition,
+    ).set_index(["region", "role"])
+
+    pools, targets = [], []
+    for (region, role), paths in sorted(sim.paths.items()):
+        base = params[role]
+        rate = float(everyday["rate"].get((region, role), base.acceptance_rate))
+        role_params = replace(base, acceptance_rate=rate)
+        weeks = on_call_pool(paths, sim.dates, role_params).assign(region=region, role=role)
+        pools.append(weeks)
+        current = int(attrition["current_pool"].get((region, role), 0))
+        yearly = float(attrition["annual_attrition"].get((region, role), base.annual_attrition))
+        target = recruiting_target(
+            weeks, current, yearly, role_params, as_of, inputs.recruiting_window_weeks
+        )
+        targets.append({"region": region, "role": role, **target})
+
+    # holiday_coverage multiplies an everyday rate by the holiday factor: where holiday offers
+    # were observed, pass the holiday estimate divided by the factor so the product is that
+    # estimate; elsewhere the everyday estimate.
+    holiday_acceptance = {key: float(rate) for key, rate in everyday["rate"].items()}
+    holiday_acceptance.update(
+        {
+            key: float(rate) / params[key[1]].holiday_acceptance_factor
+            for key, rate in holiday_rates["rate"].items()
+        }
+    )
+    holidays_in_horizon = {d: n for d, n in holidays.items() if d >= as_of}
+    coverage = holiday_coverage(sim, holidays_in_horizon, params, holiday_acceptance)
+    scenario = {"scenario": inputs.scenario}
+    pool_frame = pd.concat(pools, ignore_index=True).assign(**scenario)
+    pool_frame["week_start"] = pd.to_datetime(pool_frame["week_start"]).dt.date
+    target_frame = pd.DataFrame(targets).assign(**scenario)
+    coverage = coverage.assign(**scenario)
+    coverage["date"] = pd.to_datetime(coverage["date"]).dt.date
+    return StaffingPlan(
+        pool_frame,
+        target_frame,
+        coverage,
+        acceptance.reset_index(drop=True),
+        attrition.reset_index(),
+    )

@@ -1,0 +1,414 @@
+"""Regional demand: from per-facility daily forecasts to coherent regional distributions.
+
+An on-call pool serves a region and a role, so staffing needs the distribution of the *sum* of
+the region's facilities' demand. Quantiles do not add (the regional 0.95 quantile is smaller than
+the sum of the facilities' 0.95 quantiles when facilities vary independently), so the regional
+distribution comes from summing per-facility sample paths.
+
+Demand model (per series = facility and role, per day, in shifts): ``D ~ NegBin(mean=m, size=r)``
+independently across days and series, with variance ``m + m**2 / r`` (``r = inf`` is Poisson).
+Requests already booked for a day (``booked``) are a lower bound on that day's demand, so the
+demand we plan for is ``max(D, booked)``.
+
+Independence across facilities is an assumption of this version: a later issue adds a shared
+day effect (a regional multiplier per day and path) that correlates facilities of a region and
+widens regional intervals. It will enter :func:`simulate_demand` where the Gamma rates are drawn
+(multiply them by the day effect); the exact per-facility quantiles do not change.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+QUANTILES: tuple[float, ...] = (0.025, 0.1, 0.5, 0.8, 0.9, 0.95, 0.975)
+"""Quantile levels reported for every daily and regional forecast."""
+
+QUANTILE_COLUMNS: tuple[str, ...] = ("p025", "p10", "p50", "p80", "p90", "p95", "p975")
+"""Column names of :data:`QUANTILES`, in the same order."""
+
+FORECAST_COLUMNS: tuple[str, ...] = (
+    "series_id",
+    "facility_id",
+    "role",
+    "region",
+    "date",
+    "mean",
+    "booked",
+)
+
+_BLOCK_ELEMENTS = 4_000_000  # draws per block (paths x facilities x days): about 32 MB each
+_MIN_LOG_P0 = -700.0  # below this log P(D = 0) the pmf recursion would start from an underflow
+_MAX_RECURSION_TERMS = 100_000
+_CDF_CHUNK_ELEMENTS = 2_000_000  # cdf evaluations per chunk for the floored mean
+
+
+@dataclass(frozen=True)
+class DemandSimulation:
+    """Daily demand distributions per facility and per region, in shifts.
+
+    Attributes:
+        facility: one row per series and date: ``series_id, facility_id, role, region, date,
+            mean, p025 .. p975, booked``. Exact (no Monte Carlo): the quantile ``q`` is
+            ``max(NegBin quantile q, booked)`` and ``mean = E[max(D, booked)]``
+            ``= m + sum_{k < booked} (booked - k) P(D = k)`` (shifts per day).
+        regional: one row per region, role and date: ``region, role, date, mean,
+            p025 .. p975``. ``mean`` is the exact sum of the facility means (not the sample mean
+            of the paths, which differs from it by Monte Carlo noise); the quantiles are the
+            empirical quantiles of the summed sample paths: the smallest value with a share of
+            paths at or below it of at least q (whole shifts per day).
+        paths: ``(region, role) -> int32 array (n_paths, n_days)``: sample paths of the region's
+            daily demand (shifts); column ``j`` is ``dates[j]``. Rows are equally likely.
+        dates: the horizon dates (consecutive days), the columns of every path array.
+    """
+
+    facility: pd.DataFrame
+    regional: pd.DataFrame
+    paths: dict[tuple[str, str], np.ndarray]
+    dates: pd.DatetimeIndex
+
+
+def week_start(dates: pd.DatetimeIndex | pd.Series) -> pd.DatetimeIndex:
+    """The Monday on or before each date (Monday-start weeks), at midnight."""
+    index = pd.DatetimeIndex(dates).normalize()
+    return index - pd.to_timedelta(index.day_of_week, unit="D")
+
+
+def simulate_demand(
+    forecast: pd.DataFrame,
+    size: pd.Series,
+    n_paths: int = 1000,
+    seed: int = 0,
+) -> DemandSimulation:
+    """Exact facility quantiles and simulated regional demand, floored at booked requests.
+
+    Args:
+        forecast: long frame with ``series_id, facility_id, role, region, date, mean, booked``:
+            ``mean`` is the expected demand of that series and day (shifts, >= 0) and ``booked``
+            the requests already made for that day before as_of (shifts, integer >= 0). Every
+            series must cover the same consecutive dates (the horizon).
+        size: negative-binomial size ``r > 0`` per ``series_id`` (``np.inf`` = Poisson).
+        n_paths: sample paths per region and role.
+        seed: random seed. Each (region, role) draws from its own stream derived from the seed
+            and the region and role names, so a region's paths do not change when another region
+            is added or removed; within a region, facilities are drawn in ``series_id`` order.
+
+    Returns:
+        A :class:`DemandSimulation`.
+
+    Each facility path is ``max(Poisson(Gamma(shape=r, scale=m/r)), booked)`` (plain Poisson for
+    ``r = inf``; zero when ``m = 0``); the regional path is the sum over the region's facilities of
+    the same role. On days with nothing booked the facilities' Poisson draws are pooled into one
+    draw with the summed Gamma rate (same distribution, less work). Facilities are drawn in blocks
+    so that memory stays bounded (under 100 MB) whatever the region's size.
+    """
+    if n_paths < 1:
+        raise ValueError(f"n_paths must be at least 1, got {n_paths}.")
+    frame, dates = _validated_forecast(forecast)
+    r_by_series = _validated_size(size, frame["series_id"])
+    n_days = len(dates)
+
+    frame = frame.sort_values(["series_id", "date"], kind="stable").reset_index(drop=True)
+    m = frame["mean"].to_numpy(dtype=np.float64)
+    booked = frame["booked"].to_numpy(dtype=np.int64)
+    r = r_by_series.reindex(frame["series_id"]).to_numpy(dtype=np.float64)
+
+    facility = frame[["series_id", "facility_id", "role", "region", "date"]].copy()
+    facility["mean"] = floored_mean(m, r, booked)
+    quantiles = floored_quantiles(m, r, booked, QUANTILES)
+    for j, column in enumerate(QUANTILE_COLUMNS):
+        facility[column] = quantiles[:, j]
+    facility["booked"] = booked
+
+    series = frame.drop_duplicates("series_id")[["series_id", "region", "role"]]
+    n_series = len(series)
+    # frame is sorted by series then date and every series has every date: reshape per series.
+    m_grid = m.reshape(n_series, n_days)
+    booked_grid = booked.reshape(n_series, n_days)
+    mean_grid = facility["mean"].to_numpy().reshape(n_series, n_days)
+    r_series = r.reshape(n_series, n_days)[:, 0]
+
+    paths: dict[tuple[str, str], np.ndarray] = {}
+    regional_rows: list[pd.DataFrame] = []
+    groups = series.reset_index(drop=True).groupby(["region", "role"], sort=True).indices
+    for (region, role), rows in groups.items():
+        key = (str(region), str(role))
+        rng = np.random.default_rng(
+            np.random.SeedSequence(seed, spawn_key=(_stable_id(key[0]), _stable_id(key[1])))
+        )
+        total = _regional_paths(
+            rng, m_grid[rows], r_series[rows], booked_grid[rows], n_paths=n_paths
+        )
+        paths[key] = total
+        path_quantiles = np.quantile(total, list(QUANTILES), axis=0, method="inverted_cdf")
+        block = pd.DataFrame({"region": key[0], "role": key[1], "date": dates})
+        block["mean"] = mean_grid[rows].sum(axis=0)
+        for j, column in enumerate(QUANTILE_COLUMNS):
+            block[column] = path_quantiles[j].astype(np.float64)
+        regional_rows.append(block)
+
+    regional = pd.concat(regional_rows, ignore_index=True)
+    return DemandSimulation(facility=facility, regional=regional, paths=paths, dates=dates)
+
+
+def regional_weekly(sim: DemandSimulation) -> pd.DataFrame:
+    """Weekly (Monday-start) regional demand from the summed sample paths, in shifts per week.
+
+    One row per region, role and week: ``region, role, week_start, days_in_week, mean,
+    p025 .. p975``. Partial first and last weeks cover only the horizon's days
+    (``days_in_week < 7``). ``mean`` is the exact sum of the daily regional means; the quantiles
+    are those of the weekly sums of the paths (not sums of daily quantiles).
+    """
+    weeks = week_start(sim.dates)
+    starts, codes = np.unique(weeks.to_numpy(), return_inverse=True)
+    days_in_week = np.bincount(codes, minlength=len(starts))
+    indicator = np.eye(len(starts), dtype=np.int64)[codes]  # (n_days, n_weeks)
+    rows = []
+    for (region, role), path in sim.paths.items():
+        weekly_sums = path.astype(np.int64) @ indicator
+        daily_mean = (
+            sim.regional.loc[(sim.regional["region"] == region) & (sim.regional["role"] == role)]
+            .sort_values("date")["mean"]
+            .to_numpy()
+        )
+        block = pd.DataFrame(
+            {
+                "region": region,
+                "role": role,
+                "week_start": pd.DatetimeIndex(starts),
+                "days_in_week": days_in_week,
+                "mean": np.bincount(codes, weights=daily_mean, minlength=len(starts)),
+            }
+        )
+        weekly_q = np.quantile(weekly_sums, list(QUANTILES), axis=0, method="inverted_cdf")
+        for j, column in enumerate(QUANTILE_COLUMNS):
+            block[column] = weekly_q[j].astype(np.float64)
+        rows.append(block)
+    return pd.concat(rows, ignore_index=True)
+
+
+def floored_quantiles(
+    mean: np.ndarray, size: np.ndarray, booked: np.ndarray, levels: tuple[float, ...] = QUANTILES
+) -> np.ndarray:
+    """Quantiles of ``max(D, booked)`` with ``D ~ NegBin(mean, size)``: array (n, len(levels)).
+
+    Exact discrete quantiles (smallest k with P(D <= k) >= level), in shifts. ``size = inf`` is
+    Poisson; ``mean = 0`` gives ``D = 0``.
+
+    The cdf is accumulated term by term with the pmf recursion
+    ``P(k+1) = P(k) (k + r) / (k + 1) * m / (r + m)`` (Poisson: ``P(k) m / (k + 1)``) for all
+    rows at once, which is about twenty times faster than ``scipy.stats.nbinom.ppf``; rows whose
+    ``P(0)`` would underflow (means in the hundreds) go to scipy.
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    size = np.asarray(size, dtype=np.float64)
+    booked = np.asarray(booked, dtype=np.float64)
+    q = np.asarray(levels, dtype=np.float64)
+    out = np.zeros((mean.size, q.size))
+    poisson = np.isinf(size)
+    positive = mean > 0
+    r = np.where(poisson, 1.0, size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p0 = np.where(poisson, -mean, r * np.log(r / (r + mean)))
+        success = np.where(poisson, 0.0, mean / (r + mean))  # NB: the "1 - p" of each row
+    rows = np.flatnonzero(positive & (log_p0 > _MIN_LOG_P0))
+    pmf = np.exp(log_p0[rows])
+    cdf = pmf.copy()
+    k = 0
+    while rows.size and k < _MAX_RECURSION_TERMS:
+        below = cdf[:, None] < q[None, :]  # quantile = number of k with P(D <= k) < level
+        out[rows] += below
+        keep = below.any(axis=1)
+        rows, pmf, cdf = rows[keep], pmf[keep], cdf[keep]
+        pmf *= np.where(
+            poisson[rows], mean[rows] / (k + 1), (k + r[rows]) / (k + 1) * success[rows]
+        )
+        cdf += pmf
+        k += 1
+    slow = np.flatnonzero(positive & (log_p0 <= _MIN_LOG_P0))
+    slow = np.union1d(slow, rows)  # underflow, or an extremely long tail
+    if slow.size:
+        for j, (m, rr, is_poisson) in enumerate(
+            zip(mean[slow], r[slow], poisson[slow], strict=True)
+        ):
+            dist = stats.poisson(m) if is_poisson else stats.nbinom(rr, rr / (rr + m))
+            out[slow[j]] = dist.ppf(q)
+    return np.maximum(out, booked[:, None])
+
+
+def floored_mean(mean: np.ndarray, size: np.ndarray, booked: np.ndarray) -> np.ndarray:
+    """``E[max(D, booked)]`` with ``D ~ NegBin(mean, size)``, in shifts.
+
+    ``E[max(D, b)] = m + E[(b - D)+] = m + sum_{j=0}^{b-1} P(D <= j)``, computed exactly for the
+    rows with ``b > 0``, one booked value at a time and in chunks to keep the cdf grids small.
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    size = np.asarray(size, dtype=np.float64)
+    booked = np.asarray(booked, dtype=np.int64)
+    out = mean.copy()
+    for b in np.unique(booked[booked > 0]):
+        rows_b = np.flatnonzero(booked == b)
+        j = np.arange(b)[None, :]
+        step = max(1, _CDF_CHUNK_ELEMENTS // int(b))
+        for start in range(0, rows_b.size, step):
+            rows = rows_b[start : start + step]
+            out[rows] += _cdf(j, mean[rows, None], size[rows, None]).sum(axis=1)
+    return out
+
+
+def _cdf(k: np.ndarray, mean: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """P(D <= k) for D ~ NegBin(mean, size) (Poisson where size is inf; D = 0 where mean is 0)."""
+    k, mean, size = np.broadcast_arrays(k, mean, size)
+    out = np.ones(k.shape)
+    poisson = np.isinf(size) & (mean > 0)
+    negbin = ~np.isinf(size) & (mean > 0)
+    out[poisson] = stats.poisson.cdf(k[poisson], mean[poisson])
+    r = size[negbin]
+    out[negbin] = stats.nbinom.cdf(k[negbin], r, r / (r + mean[negbin]))
+    return out
+
+
+def _regional_paths(
+    rng: np.random.Generator,
+    mean: np.ndarray,
+    size: np.ndarray,
+    booked: np.ndarray,
+    n_paths: int,
+) -> np.ndarray:
+    """Sum over facilities of ``max(NegBin draw, booked)``: int32 array (n_paths, n_days).
+
+    Each facility-day gets its own Gamma rate ``L ~ Gamma(r, m / r)`` per path (``L = m`` for
+    Poisson series). Given the rates, facility demands are independent Poisson(L), so on the
+    facility-days with nothing booked their sum is one Poisson draw with the summed rate (Poisson
+    additivity: the same distribution as drawing every facility, at a fraction of the cost).
+    Facility-days with ``booked > 0`` are drawn one by one and floored at ``booked``.
+    """
+    n_facilities, n_days = mean.shape
+    total = np.zeros((n_paths, n_days), dtype=np.int64)
+    free_rate = np.zeros((n_paths, n_days), dtype=np.float64)  # summed rate of unbooked days
+    per_block = max(1, _BLOCK_ELEMENTS // (n_paths * n_days))
+    for poisson in (False, True):
+        chosen = np.flatnonzero(np.isinf(size) == poisson)
+        for start in range(0, chosen.size, per_block):
+            block = chosen[start : start + per_block]
+            has_booking = booked[block] > 0
+            cell_facility, cell_day = np.nonzero(has_booking)
+            if poisson:
+                free_rate += np.where(has_booking, 0.0, mean[block]).sum(axis=0)
+                cell_rate = np.broadcast_to(
+                    mean[block][cell_facility, cell_day], (n_paths, cell_day.size)
+                )
+            else:
+                r = size[block, None]
+                # float32 Gamma draws: twice as fast, and ample precision for a Poisson rate.
+                rate = rng.standard_gamma(
+                    np.broadcast_to(r, (block.size, n_days)),
+                    size=(n_paths, block.size, n_days),
+                    dtype=np.float32,
+                )
+                rate *= (mean[block] / r).astype(np.float32)
+                cell_rate = rate[:, cell_facility, cell_day]
+                rate[:, cell_facility, cell_day] = 0.0
+                free_rate += rate.sum(axis=1, dtype=np.float64)
+            if cell_day.size:
+                draws = rng.poisson(cell_rate)
+                np.maximum(draws, booked[block][cell_facility, cell_day], out=draws)
+                np.add.at(total.T, cell_day, draws.T)  # total[:, day] += draw of each cell
+    total += rng.poisson(free_rate)
+    if total.size and total.max() > np.iinfo(np.int32).max:
+        raise OverflowError("Regional demand exceeds the int32 range; check the forecast means.")
+    return total.astype(np.int32)
+
+
+def _stable_id(name: str) -> int:
+    """A stable 32-bit number for a region or role name (Python's hash() is salted per run)."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def _validated_forecast(forecast: pd.DataFrame) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
+    missing = [c for c in FORECAST_COLUMNS if c not in forecast.columns]
+    if missing:
+        raise ValueError(
+            f"forecast is missing the columns {missing}; it needs {list(FORECAST_COLUMNS)}."
+        )
+    if forecast.empty:
+        raise ValueError("forecast is empty: there is no series to simulate.")
+    frame = forecast[list(FORECAST_COLUMNS)].copy()
+    for column in ("series_id", "facility_id", "role", "region"):
+        if frame[column].isna().any():
+            raise ValueError(f"forecast column {column!r} has missing values.")
+        frame[column] = frame[column].astype(str)
+    frame["date"] = pd.to_datetime(frame["date"]).dt.normalize()
+    mean = pd.to_numeric(frame["mean"], errors="coerce").astype(np.float64)
+    bad = ~np.isfinite(mean) | (mean < 0)
+    if bad.any():
+        example = frame.loc[bad].iloc[0]
+        raise ValueError(
+            "forecast column 'mean' must be finite and >= 0 (shifts); e.g. series "
+            f"{example['series_id']!r} on {example['date']:%Y-%m-%d} has {example['mean']!r}."
+        )
+    frame["mean"] = mean
+    booked = pd.to_numeric(frame["booked"], errors="coerce").astype(np.float64)
+    bad = booked.isna() | (booked < 0) | (booked != np.round(booked))
+    if bad.any():
+        example = frame.loc[bad].iloc[0]
+        raise ValueError(
+            "forecast column 'booked' must be a whole number >= 0 (shifts); e.g. series "
+            f"{example['series_id']!r} on {example['date']:%Y-%m-%d} has {example['booked']!r}."
+        )
+    frame["booked"] = booked.astype(np.int64)
+
+    labels = frame.groupby("series_id")[["facility_id", "role", "region"]].nunique()
+    mixed = labels.index[(labels > 1).any(axis=1)]
+    if len(mixed):
+        raise ValueError(
+            f"series {mixed[0]!r} has more than one facility_id, role or region; "
+            "a series is one facility and role."
+        )
+    duplicated = frame.duplicated(["series_id", "date"])
+    if duplicated.any():
+        example = frame.loc[duplicated].iloc[0]
+        raise ValueError(
+            f"forecast has two rows for series {example['series_id']!r} on "
+            f"{example['date']:%Y-%m-%d}; expected one row per series and date."
+        )
+    dates = pd.DatetimeIndex(np.sort(frame["date"].unique()))
+    if len(dates) > 1 and (np.diff(dates.to_numpy()) != np.timedelta64(1, "D")).any():
+        raise ValueError(
+            f"forecast dates must be consecutive days; from {dates[0]:%Y-%m-%d} to "
+            f"{dates[-1]:%Y-%m-%d} only {len(dates)} dates are present."
+        )
+    counts = frame.groupby("series_id").size()
+    short = counts.index[counts != len(dates)]
+    if len(short):
+        raise ValueError(
+            f"series {short[0]!r} covers {counts[short[0]]} of the {len(dates)} horizon dates; "
+            "every series must cover the same dates."
+        )
+    return frame, dates
+
+
+def _validated_size(size: pd.Series, series_id: pd.Series) -> pd.Series:
+    size = pd.Series(size, dtype=np.float64)
+    size.index = size.index.astype(str)
+    if size.index.has_duplicates:
+        raise ValueError(f"size lists series {size.index[size.index.duplicated()][0]!r} twice.")
+    needed = pd.Index(series_id.unique())
+    missing = needed.difference(size.index)
+    if len(missing):
+        raise ValueError(
+            f"size has no dispersion for {len(missing)} series, e.g. {missing[0]!r}; "
+            "pass one size (np.inf for Poisson) per series_id."
+        )
+    size = size.loc[needed]
+    bad = size.isna() | (size <= 0)
+    if bad.any():
+        raise ValueError(
+            f"size must be > 0 (np.inf for Poisson); series {size.index[bad][0]!r} has "
+            f"{size[bad].iloc[0]!r}."
+        )
+    return size

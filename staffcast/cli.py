@@ -1,0 +1,171 @@
+"""The ``staffcast`` command line (SPEC §7).
+
+Exit status 0 on success; 1 with one paragraph on stderr for expected failures (bad input,
+unreachable database); 2 for usage errors. Unexpected errors keep their traceback: they are
+bugs to report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from staffcast.errors import StaffcastError
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date (use YYYY-MM-DD)") from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="staffcast",
+        description="Demand forecasts, on-call pools and hiring targets for a nurse staffing "
+        "agency.",
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="folder for staffcast's files (default: STAFFCAST_HOME or ./.staffcast)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="make the demo agency and run the weekly flow on it")
+    demo.add_argument("--facilities", type=int, default=40, help="facilities (default 40)")
+    demo.add_argument("--years", type=float, default=3.0, help="years of history (default 3)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--as-of", type=_date, help="the demo's 'today' (default: today)")
+    demo.add_argument(
+        "--data-only", action="store_true", help="write the demo operational database and stop"
+    )
+
+    run = commands.add_parser("run", help="run the weekly flow once")
+    run.add_argument("--as-of", type=_date, help="first forecast day (default: today)")
+    run.add_argument("--source", help="SQLAlchemy URL of the operational database")
+    run.add_argument("--reporting", help="SQLAlchemy URL of the reporting database")
+    run.add_argument("--horizon", type=int, help="forecast horizon in days (default 182)")
+
+    fc = commands.add_parser("forecast", help="forecast any daily series in long format")
+    fc.add_argument("--input", required=True, type=Path, help="CSV: series_id,date,demand")
+    fc.add_argument("--horizon", required=True, type=int, help="days to forecast")
+    fc.add_argument("--output", required=True, type=Path, help="CSV to write")
+    return parser
+
+
+def _prepare_environment(home: Path | None) -> None:
+    """Point Prefect at a local home unless a Prefect server is configured; quiet libraries."""
+    if home is not None:
+        os.environ["STAFFCAST_HOME"] = str(home)
+    from staffcast.settings import Settings
+
+    settings = Settings()
+    if "PREFECT_API_URL" not in os.environ:
+        settings.prefect_home.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home.resolve()))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    logging.getLogger("cmdstanpy").disabled = True
+
+
+class _NoTracebackForExpectedErrors(logging.Filter):
+    """Prefect logs failed runs with their traceback; expected failures need only the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], StaffcastError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_expected_tracebacks() -> None:
+    import prefect.logging  # noqa: F401 - configures Prefect's handlers
+
+    flt = _NoTracebackForExpectedErrors()
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(flt)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from flows.weekly_forecast import today_in, weekly_forecast
+    from staffcast.demo_agency import build_demo_agency
+    from staffcast.settings import Settings
+
+    settings = Settings()
+    as_of = args.as_of or today_in(settings.agency_timezone)
+    agency = build_demo_agency(
+        settings.demo_source_path,
+        as_of,
+        facilities=args.facilities,
+        years=args.years,
+        seed=args.seed,
+    )
+    print(
+        f"Demo agency written to {agency.path.resolve()}: {agency.facilities} facilities, "
+        f"{agency.shift_requests} shift requests, {agency.nurses} nurses, "
+        f"{agency.shift_offers} shift offers."
+    )
+    if args.data_only:
+        return 0
+    summary = weekly_forecast(as_of=as_of, source_url=f"sqlite:///{agency.path.resolve()}")
+    _print_summary(summary)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.weekly_forecast import weekly_forecast
+
+    summary = weekly_forecast(
+        as_of=args.as_of,
+        source_url=args.source,
+        reporting_url=args.reporting,
+        horizon_days=args.horizon,
+    )
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+    print(
+        f"\nPublished run {summary.run_id} (as of {summary.as_of}).\n"
+        f"  shift_requests: {summary.rows_extracted} extracted = {summary.rows_used} used + "
+        f"{summary.rows_quarantined} quarantined\n"
+        f"  series forecast: {summary.series}\n"
+        f"  reporting database: {summary.reporting_url}\n"
+        f"  report: {summary.report_path}\n"
+        f"  stage seconds: {summary.stage_seconds}"
+    )
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    from staffcast.forecast_file import forecast_file
+
+    rows = forecast_file(args.input, args.horizon, args.output)
+    print(f"Wrote {rows} forecast rows to {args.output}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``staffcast`` console script."""
+    args = _parser().parse_args(argv)
+    _prepare_environment(args.home)
+    handlers = {"demo": _demo, "run": _run, "forecast": _forecast}
+    try:
+        if args.command in ("demo", "run"):
+            _quiet_expected_tracebacks()
+        return handlers[args.command](args)
+    except StaffcastError as exc:
+        print(f"staffcast: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Errors a person can act on.
+
+A :class:`StaffcastError` carries one paragraph for the person running staffcast: what went wrong,
+where (table, rule, an example) and what to do. The CLI prints it without a traceback; anything
+else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class StaffcastError(Exception):
+    """An expected failure with a one-paragraph message for the user."""
+
+
+class SourceUnavailable(StaffcastError):
+    """The operational database or source folder cannot be reached or read.
+
+    ``transient`` is True when trying again later may help (a server that did not answer).
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class ValidationFailed(StaffcastError):
+    """A batch-level data contract failed; nothing was published."""
+
+
+class ReportingUnavailable(StaffcastError):
+    """The reporting database cannot be reached or written."""

@@ -1,0 +1,227 @@
+"""All of staffcast's settings in one place.
+
+Every field can be set from the environment with the prefix ``STAFFCAST_`` (for example
+``STAFFCAST_SOURCE_URL``); nested staffing parameters use ``__`` as the delimiter
+(``STAFFCAST_STAFFING__RN__SERVICE_LEVEL=0.9``). Nothing else in the code reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RoleStaffing(BaseModel):
+    """Staffing parameters for one role (RN or LPN), with the reason for each default."""
+
+    service_level: float = Field(
+        0.95,
+        gt=0,
+        lt=1,
+        description=(
+            "Probability (0-1) that the on-call pool covers a day's requests. 0.95 is the usual "
+            "fill-rate promise in agency contracts."
+        ),
+    )
+    acceptance_rate: float = Field(
+        0.35,
+        gt=0,
+        le=1,
+        description=(
+            "Probability (0-1) that a pool nurse accepts a call, used when shift_offers has too "
+            "few offers. About one call in three is accepted in per-diem pools."
+        ),
+    )
+    max_shifts_per_week: int = Field(
+        4,
+        ge=1,
+        le=7,
+        description=(
+            "Shifts one on-call nurse works per week at most (shifts). Four 12-hour shifts is "
+            "the common ceiling before overtime and fatigue rules bite."
+        ),
+    )
+    holiday_acceptance_factor: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description=(
+            "Multiplier (0-1) on acceptance_rate for holidays: fewer nurses take a call on "
+            "Christmas Day."
+        ),
+    )
+    annual_attrition: float = Field(
+        0.25,
+        ge=0,
+        lt=1,
+        description=(
+            "Share of the pool that leaves in a year (0-1), used when the nurses table has too "
+            "little history. NSI 2025 reports 16.4% RN turnover at hospitals; agency pools churn "
+            "faster."
+        ),
+    )
+    time_to_hire_days: int = Field(
+        83,
+        ge=0,
+        description="Days from opening a requisition to an accepted offer. NSI 2025: 83 days.",
+    )
+    onboarding_days: int = Field(
+        14,
+        ge=0,
+        description=(
+            "Days from an accepted offer to a nurse on call (credentialing, orientation): two "
+            "weeks is typical for agencies."
+        ),
+    )
+
+
+def _default_staffing() -> dict[str, RoleStaffing]:
+    return {
+        "RN": RoleStaffing(),
+        "LPN": RoleStaffing(
+            acceptance_rate=0.4,
+            time_to_hire_days=60,
+            annual_attrition=0.3,
+        ),
+    }
+
+
+class Settings(BaseSettings):
+    """staffcast settings; each field's description says its unit and why it has its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STAFFCAST_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    home: Path = Field(
+        Path(".staffcast"),
+        description=(
+            "Folder for the demo source database, the default reporting database, reports and "
+            "Prefect's local state."
+        ),
+    )
+    source_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL of the operational database (read-only). Default: the demo SQLite "
+            "file in `home`."
+        ),
+    )
+    reporting_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL of the reporting database. Default: reporting.db (SQLite) in `home`."
+        ),
+    )
+    agency_timezone: str = Field(
+        "America/Chicago",
+        description="IANA zone of the agency; as_of is midnight in this zone.",
+    )
+    horizon_days: int = Field(
+        182, ge=7, le=730, description="Forecast horizon in days, as_of included (26 weeks)."
+    )
+    history_days: int = Field(
+        3 * 365 + 1,
+        ge=28,
+        description="Days of history before as_of that the forecasts learn from.",
+    )
+    late_cancellation_hours: float = Field(
+        24.0,
+        ge=0,
+        description=(
+            "A request cancelled less than this many hours before its shift start still counts "
+            "as demand (the facility needed the nurse until then)."
+        ),
+    )
+    max_quarantine_share: float = Field(
+        0.10,
+        ge=0,
+        le=1,
+        description="Share (0-1) of shift_requests rows in quarantine above which a run stops.",
+    )
+    recent_days_required: int = Field(
+        14,
+        ge=1,
+        description="A run stops when no request was made in this many days before as_of.",
+    )
+    acceptance_lookback_days: int = Field(
+        180, ge=7, description="Days of shift_offers before as_of used to estimate acceptance."
+    )
+    min_offers_for_estimate: int = Field(
+        50,
+        ge=1,
+        description=(
+            "Offers a region and role need before the observed acceptance rate replaces the "
+            "configured one."
+        ),
+    )
+    attrition_lookback_days: int = Field(
+        365, ge=30, description="Days of the nurses table used to estimate attrition."
+    )
+    min_pool_for_attrition: int = Field(
+        20,
+        ge=1,
+        description=(
+            "Average head count a region and role need before the observed attrition replaces "
+            "the configured one."
+        ),
+    )
+    recruiting_window_weeks: int = Field(
+        8,
+        ge=1,
+        description=(
+            "Weeks after a new hire becomes productive over which the target pool is the "
+            "largest weekly pool needed."
+        ),
+    )
+    sample_paths: int = Field(
+        1000,
+        ge=100,
+        description="Demand sample paths per series used for regional quantiles and pools.",
+    )
+    backtest_days: int = Field(
+        28,
+        ge=7,
+        description="Days held out at the end of history to choose each series' model.",
+    )
+    series_per_task: int = Field(
+        250, ge=1, description="Series forecast by one Prefect task run (batching)."
+    )
+    holiday_country: str = Field("US", description="`holidays` country code for holidays.")
+    holiday_subdivision: str | None = Field(
+        None, description="`holidays` subdivision (state) code, if any."
+    )
+    seed: int = Field(20261126, description="Random seed for sample paths (reproducible runs).")
+    staffing: dict[str, RoleStaffing] = Field(
+        default_factory=_default_staffing,
+        description="Staffing parameters per role (RN, LPN).",
+    )
+
+    @property
+    def demo_source_path(self) -> Path:
+        """SQLite file the demo agency is written to."""
+        return self.home / "demo_operational.db"
+
+    @property
+    def resolved_source_url(self) -> str:
+        """The source URL, defaulting to the demo SQLite file."""
+        return self.source_url or f"sqlite:///{self.demo_source_path}"
+
+    @property
+    def resolved_reporting_url(self) -> str:
+        """The reporting URL, defaulting to reporting.db in ``home``."""
+        return self.reporting_url or f"sqlite:///{self.home / 'reporting.db'}"
+
+    @property
+    def report_dir(self) -> Path:
+        """Folder where HTML reports are written."""
+        return self.home / "reports"
+
+    @property
+    def prefect_home(self) -> Path:
+        """Prefect's local state when no Prefect server is configured."""
+        return self.home / "prefect"

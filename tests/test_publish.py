@@ -1,0 +1,422 @@
+"""Publishing to the reporting database: all or nothing, one run per as_of, views show the latest.
+
+Runs on SQLite always and on PostgreSQL when STAFFCAST_TEST_POSTGRES_URL points at a server
+(each test gets a fresh database there, dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, create_engine, func, insert, inspect, make_url, select
+from sqlalchemy.exc import IntegrityError
+
+import reports.publish as publish_module
+from reports.publish import RunCounts, latest_published_run, mark_failed, publish_run, start_run
+from reports.schema import (
+    CHILD_TABLES,
+    TABLES,
+    VIEWS,
+    create_schema,
+    current_view,
+    reporting_engine,
+    table,
+)
+
+POSTGRES_URL = os.environ.get("STAFFCAST_TEST_POSTGRES_URL")
+AS_OF = dt.date(2026, 1, 5)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
+    """A reporting database with the schema created: SQLite file, or a fresh PostgreSQL db."""
+    if request.param == "sqlite":
+        sqlite_engine = reporting_engine(f"sqlite:///{tmp_path / 'nested' / 'reporting.db'}")
+        create_schema(sqlite_engine)
+        yield sqlite_engine
+        sqlite_engine.dispose()
+        return
+    if not POSTGRES_URL:
+        pytest.skip(
+            "PostgreSQL not configured: set STAFFCAST_TEST_POSTGRES_URL, e.g. "
+            "postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
+        )
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"staffcast_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    pg_engine = reporting_engine(url)
+    try:
+        create_schema(pg_engine)
+        yield pg_engine
+    finally:
+        pg_engine.dispose()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def result_frames(as_of: dt.date, tag: int = 0) -> dict[str, pd.DataFrame]:
+    """Small frames for every child table; ``tag`` shifts the numbers so runs differ."""
+    days = pd.date_range(as_of, periods=14, freq="D")
+    facilities = ["F1", "F2"]
+    roles = ["RN", "LPN"]
+    keys = pd.MultiIndex.from_product(
+        [facilities, roles, days], names=["facility_id", "role", "date"]
+    )
+    demand = keys.to_frame(index=False)
+    rng = np.random.default_rng(tag)
+    mean = rng.gamma(2.0, 1.5, len(demand)) + tag
+    demand["mean"] = mean
+    for column, factor in [
+        ("p025", 0.1),
+        ("p10", 0.3),
+        ("p50", 0.9),
+        ("p80", 1.3),
+        ("p90", 1.6),
+        ("p95", 1.9),
+        ("p975", 2.2),
+    ]:
+        demand[column] = mean * factor
+    demand["booked"] = np.arange(len(demand), dtype=np.int64) % 3  # numpy ints
+    demand["hours_mean"] = np.where(np.arange(len(demand)) % 5 == 0, np.nan, mean * 12)
+    demand["model"] = "ets"
+
+    regional = (
+        demand.assign(region="North")
+        .groupby(["region", "role", "date"], as_index=False)[
+            ["mean", "p025", "p10", "p50", "p80", "p90", "p95", "p975"]
+        ]
+        .sum()
+    )
+    evaluation = pd.DataFrame(
+        {
+            "facility_id": ["F1", "F1", "F2", "F2"],
+            "role": ["RN", "RN", "RN", "RN"],
+            "model": ["ets", "naive", "ets", "naive"],
+            "mase": [0.8, 1.0, np.nan, 1.0],
+            "mae": [1.1, 1.4, np.nan, 1.2],
+            "coverage80": [0.79, 0.7, np.nan, 0.75],
+            "selected": [True, False, True, False],
+            "n_backtest_days": [28, 28, None, 28],
+        }
+    )
+    weeks = pd.date_range(as_of, periods=4, freq="7D")
+    pool = pd.DataFrame(
+        {
+            "scenario": "base",
+            "region": "North",
+            "role": "RN",
+            "week_start": weeks,
+            "peak_day_p95": [6.0, 7.0, 6.5, 8.0],
+            "peak_day_mean": [4.0, 4.5, 4.2, 5.0],
+            "weekly_demand_mean": [25.0, 27.0, 26.0, 30.0],
+            "recommended_pool": np.array([20, 22, 21, 25]) + tag,
+            "service_level": 0.95,
+            "acceptance_rate": 0.35,
+            "max_shifts_per_week": 4,
+            "days_in_week": 7,
+            "daily_pool": np.array([20, 22, 21, 25]) + tag,
+            "weekly_pool": 8,
+        }
+    )
+    recruiting = pd.DataFrame(
+        {
+            "scenario": ["base", "low_acceptance"],
+            "region": "North",
+            "role": "RN",
+            "current_pool": [18, 18],
+            "target_pool": [25 + tag, 30 + tag],
+            "expected_attrition": [1.2, 1.2],
+            "hires_needed": [9 + tag, 14 + tag],
+            "surplus": [0, 0],
+            "recruit_by": [as_of, as_of],
+            "needed_by": [as_of + dt.timedelta(days=97)] * 2,
+            "acceptance_rate": [0.35, 0.25],
+            "annual_attrition": [0.25, 0.25],
+            "lead_time_days": [97, 97],
+            "expected_pool": [16.8, 16.8],
+            "late": [False, True],
+            "window_start": [as_of + dt.timedelta(days=97)] * 2,
+            "window_end": [as_of + dt.timedelta(days=153)] * 2,
+        }
+    )
+    holidays = pd.DataFrame(
+        {
+            "scenario": "base",
+            "holiday": ["Martin Luther King Jr. Day"],
+            "date": [pd.Timestamp("2026-01-19")],
+            "region": "North",
+            "role": "RN",
+            "expected_demand": [3.0],
+            "p90": [5.0],
+            "p95": [6.0],
+            "typical_demand": [4.0],
+            "uplift": [0.75],
+            "recommended_on_call": [24],
+            "acceptance_rate": [0.245],
+            "service_level": [0.95],
+        }
+    )
+    quarantined = pd.DataFrame(
+        {
+            "source_table": ["shift_requests", "shift_requests"],
+            "source_key": [f"R{tag}-1", f"R{tag}-2"],
+            "rule": ["duplicate_request_id", "shift_hours_in_range"],
+            "detail": ["second copy of R1", "shift_hours=30"],
+        }
+    )
+    return {
+        "quarantined_row": quarantined,
+        "demand_forecast": demand,
+        "regional_forecast": regional,
+        "model_evaluation": evaluation,
+        "on_call_pool": pool,
+        "recruiting_target": recruiting,
+        "holiday_coverage": holidays,
+    }
+
+
+COUNTS = RunCounts(rows_extracted=100, rows_used=98, rows_quarantined=2)
+
+
+def publish(engine: Engine, as_of: dt.date = AS_OF, tag: int = 0) -> str:
+    run_id = start_run(engine, as_of, {"tag": tag, "as_of": as_of}, None, "test", 182)
+    publish_run(engine, run_id, result_frames(as_of, tag), COUNTS)
+    return run_id
+
+
+def run_ids(engine: Engine, name: str) -> list[str]:
+    """run_id of every row of table ``name``, sorted."""
+    with engine.connect() as connection:
+        return sorted(connection.execute(select(table(name).c.run_id)).scalars())
+
+
+def view_run_ids(engine: Engine, name: str) -> list[str]:
+    with engine.connect() as connection:
+        return sorted(connection.execute(select(current_view(name).c.run_id)).scalars())
+
+
+def assert_only_run(engine: Engine, run_id: str, as_of: dt.date = AS_OF) -> None:
+    """Every table and view holds exactly the rows of ``run_id`` (tables: of its as_of)."""
+    frames = result_frames(as_of)
+    for name in CHILD_TABLES:
+        assert run_ids(engine, name) == [run_id] * len(frames[name]), name
+        assert view_run_ids(engine, name) == [run_id] * len(frames[name]), name
+    assert view_run_ids(engine, "forecast_run") == [run_id]
+
+
+def test_create_schema_is_idempotent(engine: Engine) -> None:
+    run_id = publish(engine)
+    create_schema(engine)
+    create_schema(engine)
+    inspector = inspect(engine)
+    assert set(TABLES) <= set(inspector.get_table_names())
+    assert set(VIEWS) <= set(inspector.get_view_names())
+    assert_only_run(engine, run_id)
+
+
+def test_published_run_is_visible_through_every_view(engine: Engine) -> None:
+    assert latest_published_run(engine) is None
+    run_id = publish(engine)
+
+    assert_only_run(engine, run_id)
+    run = latest_published_run(engine)
+    assert run is not None
+    assert run["run_id"] == run_id
+    assert run["status"] == "published"
+    assert run["as_of"] == AS_OF
+    assert (run["rows_extracted"], run["rows_used"], run["rows_quarantined"]) == (100, 98, 2)
+    assert run["parameters"] == {"tag": 0, "as_of": "2026-01-05"}
+    assert run["horizon_days"] == 182
+    assert run["started_at"].tzinfo is not None
+    assert run["finished_at"] >= run["started_at"]
+
+    with engine.connect() as connection:
+        demand = connection.execute(
+            select(current_view("demand_forecast")).order_by("facility_id", "role", "date")
+        ).all()
+        evaluation = connection.execute(
+            select(current_view("model_evaluation")).order_by("facility_id", "model")
+        ).all()
+    first = demand[0]
+    assert isinstance(first.date, dt.date) and not isinstance(first.date, dt.datetime)
+    assert type(first.booked) is int
+    expected_nulls = int(result_frames(AS_OF)["demand_forecast"]["hours_mean"].isna().sum())
+    assert expected_nulls > 0
+    assert sum(row.hours_mean is None for row in demand) == expected_nulls  # NaN -> NULL
+    assert {row.selected for row in evaluation} == {True, False}
+    assert evaluation[2].mase is None and evaluation[2].n_backtest_days is None
+
+
+def test_republishing_an_as_of_replaces_the_earlier_run(engine: Engine) -> None:
+    first = publish(engine, tag=1)
+    failed = start_run(engine, AS_OF, {}, None, "test", 182)
+    mark_failed(engine, failed, "boom")
+    second = publish(engine, tag=2)
+
+    assert run_ids(engine, "forecast_run") == [second]
+    assert_only_run(engine, second)
+    assert first != second
+    with engine.connect() as connection:
+        pools = connection.execute(select(current_view("on_call_pool").c.recommended_pool))
+        assert sorted(pools.scalars()) == [22, 23, 24, 27]  # tag 2's numbers
+
+
+def test_newer_as_of_becomes_current_and_a_backfill_does_not(engine: Engine) -> None:
+    publish(engine, AS_OF)
+    newer = publish(engine, AS_OF + dt.timedelta(days=7))
+    assert latest_published_run(engine)["run_id"] == newer
+
+    publish(engine, AS_OF - dt.timedelta(days=7))  # a backtest of an older week
+    assert latest_published_run(engine)["run_id"] == newer
+    assert len(run_ids(engine, "forecast_run")) == 3
+    assert view_run_ids(engine, "regional_forecast") == [newer] * 14 * 2
+
+
+@pytest.mark.parametrize("days_later", [0, 7], ids=["same_as_of", "newer_as_of"])
+def test_failure_midway_leaves_the_previous_run_current(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, days_later: int
+) -> None:
+    previous = publish(engine)
+    as_of = AS_OF + dt.timedelta(days=days_later)
+    run_id = start_run(engine, as_of, {}, "flow-123", "test", 182)
+
+    inserted: list[str] = []
+    real_insert = publish_module._insert_rows
+
+    def insert_then_fail_on_third_table(connection, target, rows):
+        if target.name not in inserted:
+            inserted.append(target.name)
+        if len(inserted) == 3:
+            raise RuntimeError("disk full (injected)")
+        real_insert(connection, target, rows)
+
+    monkeypatch.setattr(publish_module, "_insert_rows", insert_then_fail_on_third_table)
+    with pytest.raises(RuntimeError, match="injected"):
+        publish_run(engine, run_id, result_frames(as_of, tag=5), COUNTS)
+    assert inserted == list(CHILD_TABLES[:3])  # two tables were written before the failure
+
+    assert latest_published_run(engine)["run_id"] == previous
+    assert_only_run(engine, previous)  # no partial rows of the failed run, in any table
+    with engine.connect() as connection:
+        status = connection.execute(
+            select(table("forecast_run").c.status).where(table("forecast_run").c.run_id == run_id)
+        ).scalar_one()
+    assert status == "running"
+
+    mark_failed(engine, run_id, "RuntimeError: disk full\n" + "x" * 5000)
+    with engine.connect() as connection:
+        failed = (
+            connection.execute(
+                select(table("forecast_run")).where(table("forecast_run").c.run_id == run_id)
+            )
+            .mappings()
+            .one()
+        )
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("RuntimeError: disk full")
+    assert len(failed["error"]) == 4000
+    assert failed["finished_at"] is not None
+    assert latest_published_run(engine)["run_id"] == previous
+
+
+def test_database_error_midway_rolls_back(engine: Engine) -> None:
+    previous = publish(engine)
+    run_id = start_run(engine, AS_OF, {}, None, "test", 182)
+    frames = result_frames(AS_OF, tag=3)
+    regional = frames["regional_forecast"]
+    frames["regional_forecast"] = pd.concat([regional, regional.iloc[:1]])  # duplicate key
+
+    with pytest.raises(IntegrityError):
+        publish_run(engine, run_id, frames, COUNTS)
+
+    assert latest_published_run(engine)["run_id"] == previous
+    assert_only_run(engine, previous)
+    assert sorted(run_ids(engine, "forecast_run")) == sorted([previous, run_id])
+
+
+def test_unknown_column_raises_and_writes_nothing(engine: Engine) -> None:
+    previous = publish(engine)
+    run_id = start_run(engine, AS_OF, {}, None, "test", 182)
+    frames = result_frames(AS_OF)
+    frames["demand_forecast"]["surprise_column"] = 1.0
+
+    with pytest.raises(ValueError, match=r"demand_forecast.*surprise_column"):
+        publish_run(engine, run_id, frames, COUNTS)
+    assert_only_run(engine, previous)
+
+
+def test_bad_frames_raise_clear_errors(engine: Engine) -> None:
+    run_id = start_run(engine, AS_OF, {}, None, "test", 182)
+    frames = result_frames(AS_OF)
+    with pytest.raises(ValueError, match=r"on_call_pool.*recommended_pool"):
+        publish_run(
+            engine,
+            run_id,
+            {"on_call_pool": frames["on_call_pool"].drop(columns="recommended_pool")},
+            COUNTS,
+        )
+    with pytest.raises(ValueError, match=r"demand_forecast\.mean.*NOT NULL"):
+        publish_run(
+            engine,
+            run_id,
+            {"demand_forecast": frames["demand_forecast"].assign(mean=np.nan)},
+            COUNTS,
+        )
+    with pytest.raises(ValueError, match=r"on_call_pool\.recommended_pool.*whole"):
+        publish_run(
+            engine,
+            run_id,
+            {"on_call_pool": frames["on_call_pool"].assign(recommended_pool=2.5)},
+            COUNTS,
+        )
+    with pytest.raises(ValueError, match=r"not reporting tables: forecast"):
+        publish_run(engine, run_id, {"forecast": frames["demand_forecast"]}, COUNTS)
+    with pytest.raises(ValueError, match="accounting invariant"):
+        RunCounts(rows_extracted=10, rows_used=8, rows_quarantined=1)
+    assert run_ids(engine, "demand_forecast") == []
+
+
+def test_a_run_that_never_publishes_is_never_current(engine: Engine) -> None:
+    previous = publish(engine)
+    start_run(engine, AS_OF + dt.timedelta(days=7), {}, None, "test", 182)  # killed mid-run
+    assert latest_published_run(engine)["run_id"] == previous
+
+
+def test_mark_failed_is_safe_on_gone_and_published_runs(engine: Engine) -> None:
+    mark_failed(engine, "20260105-doesnotexist", "boom")  # does not raise
+    run_id = publish(engine)
+    mark_failed(engine, run_id, "late error")
+    assert latest_published_run(engine)["status"] == "published"
+
+
+def test_publish_refuses_unknown_or_published_runs(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="start_run"):
+        publish_run(engine, "20260105-doesnotexist", {}, COUNTS)
+    run_id = publish(engine)
+    with pytest.raises(ValueError, match="published"):
+        publish_run(engine, run_id, {}, COUNTS)
+
+
+def test_foreign_keys_are_enforced(engine: Engine) -> None:
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(
+            insert(table("quarantined_row")).values(
+                run_id="no-such-run", source_table="t", rule="r"
+            )
+        )
+    with engine.connect() as connection:
+        assert (
+            connection.execute(select(func.count()).select_from(table("quarantined_row"))).scalar()
+            == 0
+        )
