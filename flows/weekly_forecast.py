@@ -52,7 +52,7 @@ class RunSummary:
     rows_used: int
     rows_quarantined: int
     series: int
-    stage_seconds: dict[str, float]
+    stages: dict[str, dict[str, float | None]]
 
 
 def today_in(zone: str) -> date:
@@ -73,7 +73,7 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(retries=2, retry_delay_seconds=5, retry_condition_fn=_is_transient, **TASK_OPTIONS)
+@task(retry_condition_fn=_is_transient, **TASK_OPTIONS)
 def extract(source_url: str, as_of: date, agency_timezone: str) -> SourceExtract:
     """Read the needed columns of the source tables as they were at as_of."""
     engine = connect_source(source_url)
@@ -167,10 +167,32 @@ def publish(
         engine.dispose()
 
 
-def _timed(stages: dict[str, float], name: str, fn: Callable[..., T], *args: Any) -> T:
+def _peak_rss_mb(reset: bool = False) -> float | None:
+    """Peak resident memory of this process (MB) since the last reset; None off Linux."""
+    try:
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _timed(
+    stages: dict[str, dict[str, float | None]], name: str, fn: Callable[..., T], *args: Any
+) -> T:
+    """Run one stage, recording its wall seconds and the process's peak memory during it."""
+    _peak_rss_mb(reset=True)
     started = time.perf_counter()
     result = fn(*args)
-    stages[name] = round(time.perf_counter() - started, 3)
+    peak = _peak_rss_mb()
+    stages[name] = {
+        "seconds": round(time.perf_counter() - started, 3),
+        "peak_rss_mb": round(peak, 1) if peak is not None else None,
+    }
+    get_run_logger().info("Stage %s: %s", name, stages[name])
     return result
 
 
@@ -265,9 +287,15 @@ def weekly_forecast(
         settings.horizon_days,
     )
     logger.info("Run %s for as_of %s started", run_id, as_of)
-    stages: dict[str, float] = {}
+    stages: dict[str, dict[str, float | None]] = {}
     try:
-        source = _timed(stages, "extract", extract, src_url, as_of, settings.agency_timezone)
+        extract_with_retries = extract.with_options(
+            retries=settings.source_retries,
+            retry_delay_seconds=settings.source_retry_delay_seconds,
+        )
+        source = _timed(
+            stages, "extract", extract_with_retries, src_url, as_of, settings.agency_timezone
+        )
         validated = _timed(stages, "validate", validate, source, settings)
         history, booked = _timed(stages, "demand", build_demand, validated, source, settings)
         forecast, size, evaluation = _timed(

@@ -86,12 +86,17 @@ class _NoTracebackForExpectedErrors(logging.Filter):
 
 
 def _quiet_expected_tracebacks() -> None:
-    import prefect.logging  # noqa: F401 - configures Prefect's handlers
-
+    """Filter the loggers Prefect's engines log failures with (filters on loggers see records
+    before any handler, whenever Prefect configures its handlers)."""
     flt = _NoTracebackForExpectedErrors()
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(flt)
+    for name in (
+        "prefect",
+        "prefect.flow_runs",
+        "prefect.task_runs",
+        "prefect.flow_engine",
+        "prefect.task_engine",
+    ):
+        logging.getLogger(name).addFilter(flt)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -141,7 +146,8 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
         f"  series forecast: {summary.series}\n"
         f"  reporting database: {summary.reporting_url}\n"
         f"  report: {summary.report_path}\n"
-        f"  stage seconds: {summary.stage_seconds}"
+        "  stages: "
+        + ", ".join(f"{name} {m['seconds']:.1f} s" for name, m in summary.stages.items())
     )
 
 

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
             "SQLAlchemy URL of the reporting database. Default: reporting.db (SQLite) in `home`."
         ),
     )
+    source_retries: int = Field(
+        2, ge=0, le=10, description="Extra tries when the operational database does not answer."
+    )
+    source_retry_delay_seconds: float = Field(
+        10.0, ge=0, description="Seconds between tries of an unreachable operational database."
+    )
     agency_timezone: str = Field(
         "America/Chicago",
         description="IANA zone of the agency; as_of is midnight in this zone.",

@@ -1,0 +1,123 @@
+"""The staffcast command line: exit codes, one-paragraph errors, the forecast command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from staffcast.cli import main
+
+
+def _staffcast(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a subprocess, against the test Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    environment = {
+        **os.environ,
+        "STAFFCAST_HOME": str(home),
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "staffcast.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_missing_source_file_fails_with_one_paragraph(tmp_path: Path) -> None:
+    result = _staffcast(
+        ["run", "--as-of", "2025-11-03", "--source", f"sqlite:///{tmp_path / 'none.db'}"],
+        tmp_path / "home",
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "staffcast: The operational database file" in result.stderr
+    assert "does not exist" in result.stderr
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_unreachable_database_is_retried_then_explained(tmp_path: Path) -> None:
+    result = _staffcast(
+        [
+            "run",
+            "--as-of",
+            "2025-11-03",
+            "--source",
+            "postgresql+psycopg://nobody:secret@127.0.0.1:9/agency",
+        ],
+        tmp_path / "home",
+        STAFFCAST_SOURCE_RETRIES="1",
+        STAFFCAST_SOURCE_RETRY_DELAY_SECONDS="0",
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "Could not connect to the operational database" in result.stderr
+    assert "secret" not in result.stderr  # the password is never printed
+    assert result.stderr.count("Retry 1/1") + result.stdout.count("Retry 1/1") >= 1
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--as-of", "next monday"])
+    assert info.value.code == 2
+    assert "is not a date" in capsys.readouterr().err
+
+
+def test_forecast_command_writes_quantiles(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    dates = pd.date_range("2024-01-01", periods=200, freq="D")
+    history = pd.concat(
+        [
+            pd.DataFrame({"series_id": "north", "date": dates, "demand": rng.poisson(20, 200)}),
+            pd.DataFrame({"series_id": "tiny", "date": dates[:3], "demand": [1, 0, 2]}),
+        ]
+    )
+    source, target = tmp_path / "history.csv", tmp_path / "out" / "forecast.csv"
+    history.to_csv(source, index=False)
+    assert (
+        main(["forecast", "--input", str(source), "--horizon", "14", "--output", str(target)]) == 0
+    )
+    out = pd.read_csv(target, parse_dates=["date"])
+    assert list(out.columns) == [
+        "series_id",
+        "date",
+        "mean",
+        "p025",
+        "p10",
+        "p50",
+        "p80",
+        "p90",
+        "p95",
+        "p975",
+        "model",
+    ]
+    starts = out.groupby("series_id")["date"].min()
+    assert starts["north"] == pd.Timestamp("2024-07-19")  # the day after its last date
+    assert starts["tiny"] == pd.Timestamp("2024-01-04")
+    assert (out.groupby("series_id").size() == 14).all()
+    q = out[["p025", "p10", "p50", "p80", "p90", "p95", "p975"]].to_numpy()
+    assert (q >= 0).all() and (np.diff(q, axis=1) >= 0).all()
+
+
+def test_forecast_command_rejects_bad_input_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "bad.csv"
+    source.write_text("series_id,date,demand\na,2024-01-01,3\na,someday,4\n")
+    code = main(
+        ["forecast", "--input", str(source), "--horizon", "7", "--output", str(tmp_path / "o.csv")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "rule 'date must be a date" in err and "someday" in err

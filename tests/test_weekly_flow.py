@@ -1,0 +1,129 @@
+"""The weekly flow end to end on a small demo agency, under one Prefect test harness."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from flows.weekly_forecast import weekly_forecast
+from reports import publish as publishing
+from reports.schema import CHILD_TABLES, reporting_engine
+from staffcast.errors import ValidationFailed
+from tests.conftest import AS_OF
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def _count(engine: sa.Engine, table: str, where: str = "") -> int:
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql(f"SELECT count(*) FROM {table} {where}").scalar_one())
+
+
+def _runs(engine: sa.Engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return list(
+            conn.exec_driver_sql(
+                "SELECT run_id, as_of, status FROM forecast_run ORDER BY started_at"
+            )
+        )
+
+
+def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
+    small_agency, staffcast_home: Path
+) -> None:
+    source = f"sqlite:///{small_agency.path}"
+    reporting = f"sqlite:///{staffcast_home / 'reporting.db'}"
+    first = weekly_forecast(as_of=AS_OF, source_url=source, reporting_url=reporting)
+    engine = reporting_engine(reporting)
+
+    assert first.rows_extracted == first.rows_used + first.rows_quarantined
+    assert first.rows_quarantined == sum(len(v) for v in small_agency.bad_requests.values())
+    assert Path(first.report_path).is_file()
+    with engine.connect() as conn:
+        run = conn.exec_driver_sql("SELECT * FROM current_forecast_run").mappings().one()
+        regions_roles = set(
+            conn.exec_driver_sql("SELECT DISTINCT region, role FROM current_recruiting_target")
+        )
+        weeks = conn.exec_driver_sql(
+            "SELECT region, role, count(*) FROM current_on_call_pool GROUP BY region, role"
+        ).all()
+        quarantined = set(
+            conn.exec_driver_sql("SELECT source_key FROM current_quarantined_row").scalars()
+        )
+        negative = conn.exec_driver_sql(
+            "SELECT count(*) FROM current_demand_forecast WHERE p025 < 0 OR p10 > p50 "
+            "OR p50 > p90 OR p90 > p95 OR p95 > p975 OR mean < 0"
+        ).scalar_one()
+        days = conn.exec_driver_sql(
+            "SELECT count(DISTINCT date) FROM current_regional_forecast"
+        ).scalar_one()
+    assert run["status"] == "published" and run["run_id"] == first.run_id
+    assert run["rows_extracted"] == first.rows_extracted
+    assert len(regions_roles) == 8  # 4 regions x RN, LPN
+    assert {n for *_, n in weeks} == {26}  # as_of is a Monday: 26 whole weeks
+    bad_ids = {i for ids in small_agency.bad_requests.values() for i in ids}
+    assert quarantined == bad_ids
+    assert negative == 0
+    assert days == 182
+    assert _count(engine, "current_holiday_coverage") > 0
+    assert _count(engine, "current_model_evaluation", "WHERE selected") > 0
+
+    second = weekly_forecast(as_of=AS_OF, source_url=source, reporting_url=reporting)
+    assert second.run_id != first.run_id
+    assert [r[0] for r in _runs(engine)] == [second.run_id]
+    for table in CHILD_TABLES:
+        with engine.connect() as conn:
+            ids = set(conn.exec_driver_sql(f"SELECT DISTINCT run_id FROM {table}").scalars())
+        assert ids <= {second.run_id}, table
+
+
+def test_failed_run_leaves_the_published_run_current(
+    small_agency, staffcast_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = f"sqlite:///{small_agency.path}"
+    reporting = f"sqlite:///{staffcast_home / 'reporting.db'}"
+    good = weekly_forecast(as_of=AS_OF, source_url=source, reporting_url=reporting)
+    engine = reporting_engine(reporting)
+    rows_before = {t: _count(engine, f"current_{t}") for t in CHILD_TABLES}
+
+    real_insert = publishing._insert_rows
+    calls = {"n": 0}
+
+    def failing_insert(connection, target, rows):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("disk full (injected in the middle of publishing)")
+        return real_insert(connection, target, rows)
+
+    monkeypatch.setattr(publishing, "_insert_rows", failing_insert)
+    later = date.fromordinal(AS_OF.toordinal() + 7)
+    with pytest.raises(RuntimeError, match="injected"):
+        weekly_forecast(as_of=later, source_url=source, reporting_url=reporting)
+
+    with engine.connect() as conn:
+        current = conn.exec_driver_sql("SELECT run_id FROM current_forecast_run").scalar_one()
+        failed = conn.exec_driver_sql(
+            "SELECT status, error FROM forecast_run WHERE as_of = ?", (later,)
+        ).one()
+    assert current == good.run_id
+    assert failed[0] == "failed" and "injected" in failed[1]
+    assert {t: _count(engine, f"current_{t}") for t in CHILD_TABLES} == rows_before
+    for table in CHILD_TABLES:
+        assert _count(engine, table) == rows_before[table], f"partial rows left in {table}"
+
+
+def test_batch_failure_stops_before_publishing(tmp_path: Path, staffcast_home: Path) -> None:
+    from staffcast.demo_agency import build_demo_agency
+
+    agency = build_demo_agency(tmp_path / "ops.db", AS_OF, facilities=4, years=0.3, seed=1)
+    with sa.create_engine(f"sqlite:///{agency.path}").begin() as conn:
+        conn.exec_driver_sql("UPDATE shift_requests SET role = 'CNA' WHERE rowid % 3 = 0")
+    reporting = f"sqlite:///{staffcast_home / 'reporting.db'}"
+    with pytest.raises(ValidationFailed, match="max_quarantine_share"):
+        weekly_forecast(as_of=AS_OF, source_url=f"sqlite:///{agency.path}", reporting_url=reporting)
+    engine = reporting_engine(reporting)
+    assert [r[2] for r in _runs(engine)] == ["failed"]
+    assert all(_count(engine, t) == 0 for t in CHILD_TABLES)
