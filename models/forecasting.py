@@ -31,10 +31,9 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-QUANTILES: tuple[float, ...] = (0.025, 0.1, 0.5, 0.8, 0.9, 0.95, 0.975)
-QUANTILE_COLUMNS: tuple[str, ...] = ("p025", "p10", "p50", "p80", "p90", "p95", "p975")
+from models.count_distribution import QUANTILE_COLUMNS, floored_quantiles
+
 SEASON = 7
 MIN_BACKTEST_HISTORY = 8 * SEASON
 INACTIVE_DAYS = 8 * SEASON
@@ -157,28 +156,6 @@ def negbin_size(actual: np.ndarray, mean: np.ndarray) -> float:
     return max(m * m / excess, 0.2)
 
 
-def negbin_quantiles(mean: np.ndarray, size: np.ndarray, quantiles=QUANTILES) -> np.ndarray:
-    """Quantiles (shifts) of negative-binomial demand; one column per quantile.
-
-    ``mean`` and ``size`` are aligned 1-D arrays; size inf means Poisson. Results are
-    integers >= 0 and ordered across columns.
-    """
-    mean = np.clip(np.asarray(mean, dtype=float), 0.0, None)
-    size = np.broadcast_to(np.asarray(size, dtype=float), mean.shape)
-    q = np.asarray(quantiles, dtype=float)[None, :]
-    out = np.zeros((len(mean), q.shape[1]))
-    poisson = ~np.isfinite(size)
-    positive = mean > 0
-    sel = poisson & positive
-    if sel.any():
-        out[sel] = stats.poisson.ppf(q, mean[sel, None])
-    sel = ~poisson & positive
-    if sel.any():
-        r = size[sel, None]
-        out[sel] = stats.nbinom.ppf(q, r, r / (r + mean[sel, None]))
-    return np.nan_to_num(out, nan=0.0)
-
-
 @dataclass(frozen=True)
 class EngineResult:
     """Forecasts, uncertainty and backtest scores for a batch of series."""
@@ -198,7 +175,7 @@ def _backtest(y: np.ndarray, model: type[Forecaster], days: int) -> tuple[np.nda
 
 
 def _coverage80(actual: np.ndarray, mean: np.ndarray, size: float) -> float:
-    bounds = negbin_quantiles(mean, np.full(len(mean), size), (0.1, 0.9))
+    bounds = floored_quantiles(mean, np.full(len(mean), size), np.zeros(len(mean)), (0.1, 0.9))
     return float(np.mean((actual >= bounds[:, 0]) & (actual <= bounds[:, 1])))
 
 
@@ -287,5 +264,7 @@ def forecast_many(
 
 def with_quantiles(forecast: pd.DataFrame, size: pd.Series) -> pd.DataFrame:
     """Add ``p025 … p975`` columns (shifts) to a forecast frame from each series' size."""
-    q = negbin_quantiles(forecast["mean"].to_numpy(), forecast["series_id"].map(size).to_numpy())
+    mean = forecast["mean"].to_numpy(dtype=float)
+    sizes = forecast["series_id"].map(size).to_numpy(dtype=float)
+    q = floored_quantiles(mean, sizes, np.zeros(len(mean)))
     return forecast.assign(**{c: q[:, i] for i, c in enumerate(QUANTILE_COLUMNS)})

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.forecasting import QUANTILE_COLUMNS, forecast_many, with_quantiles
+from models.count_distribution import QUANTILE_COLUMNS
+from models.forecasting import forecast_many, with_quantiles
 from staffcast.errors import StaffcastError
 
 REQUIRED = ("series_id", "date", "demand")
