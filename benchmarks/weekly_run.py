@@ -33,9 +33,20 @@ def _demo(as_of: date) -> None:
         for attempt in ("first (fresh Prefect home)", "second (warm Prefect home)"):
             started = time.perf_counter()
             result = subprocess.run(
-                [sys.executable, "-m", "staffcast.cli", "--home", str(home), "demo",
-                 "--as-of", as_of.isoformat()],
-                capture_output=True, text=True, check=False, cwd=ROOT,
+                [
+                    sys.executable,
+                    "-m",
+                    "staffcast.cli",
+                    "--home",
+                    str(home),
+                    "demo",
+                    "--as-of",
+                    as_of.isoformat(),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=ROOT,
             )
             wall = time.perf_counter() - started
             if result.returncode != 0:

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from staffcast.errors import StaffcastError
@@ -42,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--facilities", type=int, default=40, help="facilities (default 40)")
     demo.add_argument("--years", type=float, default=3.0, help="years of history (default 3)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    demo.add_argument("--as-of", type=_date, help="the demo's 'today' (default: today)")
+    demo.add_argument(
+        "--as-of",
+        type=_date,
+        help="the demo's 'today' (default: this week's Monday, the weekly run)",
+    )
     demo.add_argument(
         "--data-only", action="store_true", help="write the demo operational database and stop"
     )
@@ -99,13 +103,18 @@ def _quiet_expected_tracebacks() -> None:
         logging.getLogger(name).addFilter(flt)
 
 
+def this_monday(day: date) -> date:
+    """The Monday on or before ``day``: the date of that week's scheduled run."""
+    return day - timedelta(days=day.weekday())
+
+
 def _demo(args: argparse.Namespace) -> int:
     from flows.weekly_forecast import today_in, weekly_forecast
     from staffcast.demo_agency import build_demo_agency
     from staffcast.settings import Settings
 
     settings = Settings()
-    as_of = args.as_of or today_in(settings.agency_timezone)
+    as_of = args.as_of or this_monday(today_in(settings.agency_timezone))
     agency = build_demo_agency(
         settings.demo_source_path,
         as_of,

@@ -311,12 +311,14 @@ def _nurses(
     """Nurse careers by (region, role) group: hire and separation day numbers, sorted by hire.
 
     Each pool slot is a chain of nurses: one leaves (exponential tenure, ~27 %/year attrition)
-    and is replaced 2-12 weeks later. Pools are sized so the on-call nurses (70 %) number about
-    1.2 x recent daily requests / 0.35, and grow with demand over the history.
+    and is replaced 2-12 weeks later. Pools are sized so the on-call nurses (70 %) number
+    1.25-1.7 x recent daily requests / 0.35 (some regions and roles short of nurses, others with
+    a surplus, as in a real agency), and grow with demand over the history.
     """
     recent = hist_mean[:, :, -90:].mean(axis=2)  # (facility, role), shifts/day
     demand = np.array([recent[fac["region"] == r, k].sum() for r in range(4) for k in range(2)])
-    end_slots = np.maximum(6, np.ceil(1.2 * demand / 0.35 / 0.7)).astype(int)
+    staffing_ratio = np.array([1.3, 1.55, 1.75, 1.35, 1.25, 1.6, 1.7, 1.3])  # per (region, role)
+    end_slots = np.maximum(6, np.ceil(staffing_ratio * demand / 0.35 / 0.7)).astype(int)
     start_slots = np.minimum(
         end_slots,
         np.maximum(
