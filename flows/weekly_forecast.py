@@ -34,7 +34,7 @@ from reports.schema import create_schema, reporting_engine
 from staffcast import __version__
 from staffcast.errors import ReportingUnavailable, SourceUnavailable
 from staffcast.settings import Settings
-from staffcast.source import SourceExtract, connect_source, read_source
+from staffcast.source import SourceExtract, connect_source, read_source, redact_url
 
 T = TypeVar("T")
 TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -327,7 +327,7 @@ def weekly_forecast(
     summary = RunSummary(
         run_id,
         as_of,
-        rep_url,
+        redact_url(rep_url),
         str(Path(report).resolve()),
         extracted,
         used,

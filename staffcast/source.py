@@ -150,13 +150,13 @@ def connect_source(url: str) -> sa.Engine:
             conn.execute(sa.text("SELECT 1"))
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise SourceUnavailable(
-            f"The source URL '{_redact(url)}' is not a valid SQLAlchemy database URL ({exc}). "
+            f"The source URL '{redact_url(url)}' is not a valid SQLAlchemy database URL ({exc}). "
             "Use a URL such as sqlite:///path/to/ops.db or "
             "postgresql+psycopg://user@host/dbname."
         ) from exc
     except sa.exc.OperationalError as exc:
         raise SourceUnavailable(
-            f"Could not connect to the operational database at '{_redact(url)}' "
+            f"Could not connect to the operational database at '{redact_url(url)}' "
             f"({str(exc.orig).strip().splitlines()[0] if exc.orig else exc}). Check the host, "
             "port, database name and credentials, and that the server is running; nothing was "
             "published.",
@@ -165,8 +165,8 @@ def connect_source(url: str) -> sa.Engine:
     return engine
 
 
-def _redact(url: str) -> str:
-    """The URL with any password hidden, for messages and logs."""
+def redact_url(url: str) -> str:
+    """The URL with any password hidden, for messages, logs and summaries."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
