@@ -231,7 +231,9 @@ def forecast_many(
     missing = {"series_id", "date", "demand"} - set(history.columns)
     if missing:
         raise ValueError(f"history is missing column(s) {sorted(missing)}")
-    frames, sizes, evaluations = [], {}, []
+    frames: list[pd.DataFrame] = []
+    sizes: dict[str, float] = {}
+    evaluations: list[dict[str, object]] = []
     for sid, group in history.sort_values(["series_id", "date"]).groupby("series_id", sort=False):
         y = group["demand"].to_numpy(dtype=float)
         last = pd.Timestamp(group["date"].iloc[-1])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -91,11 +92,11 @@ def _select(conn: Connection, table: str, cutoff_column: str | None, cutoff: str
     missing = [c for c in wanted if c not in present]
     if missing:
         raise _missing_columns_error(table, missing, present)
-    columns = [sa.column(c) for c in wanted]
+    columns: list[sa.ColumnClause[Any]] = [sa.column(c) for c in wanted]
     query = sa.select(*columns).select_from(sa.table(table, *columns))
     if cutoff_column is not None:
         # NULLs are kept so that validation can quarantine them with a reason.
-        cut = sa.column(cutoff_column)
+        cut: sa.ColumnClause[Any] = sa.column(cutoff_column)
         query = query.where(sa.or_(cut < cutoff, cut.is_(None)))
     result = conn.execute(query)
     # Plain DBAPI tuples: building SQLAlchemy Row objects costs 4x more for millions of rows.
