@@ -7,6 +7,8 @@ else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StaffcastError(Exception):
     """An expected failure with a one-paragraph message for the user."""
@@ -24,7 +26,22 @@ class SourceUnavailable(StaffcastError):
 
 
 class ValidationFailed(StaffcastError):
-    """A batch-level data contract failed; nothing was published."""
+    """A batch-level data contract failed; nothing was published.
+
+    ``outcomes`` holds the rule outcomes evaluated before the stop (``RuleOutcome`` objects of
+    data_contracts.validate) and ``counts`` the rows per table seen so far, so a summary can
+    still be shown and stored.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        outcomes: list[Any] | None = None,
+        counts: dict[str, dict[str, int]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.outcomes = outcomes or []
+        self.counts = counts or {}
 
 
 class ReportingUnavailable(StaffcastError):
