@@ -22,15 +22,18 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
+_ZONED_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 
 def _as_text(values: pd.Series) -> pd.Series:
-    """Values as strings (database drivers may hand back datetime objects)."""
+    """Values as stripped strings (database drivers may hand back datetime objects)."""
     if values.dtype == object and any(isinstance(v, datetime) for v in values.dropna().head(1)):
         values = values.map(lambda v: v.isoformat() if isinstance(v, datetime) else v)
-    return values.astype("string").str.strip()
+    return values.astype("str").str.strip()
 
 
 def parse_timestamps(values: pd.Series, local_zone: pd.Series | str) -> pd.Series:
@@ -38,27 +41,37 @@ def parse_timestamps(values: pd.Series, local_zone: pd.Series | str) -> pd.Serie
 
     ``local_zone`` is one IANA zone for all rows or a Series of zones aligned with ``values``.
     Unparseable values (and values whose zone is unknown) become NaT.
+
+    The common form ``YYYY-MM-DDTHH:MM:SS+HH:MM`` (or ``Z``) is parsed by Arrow in one pass;
+    every other ISO 8601 variant goes through pandas, row by row only where needed.
     """
     text = _as_text(values)
-    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-    zoned = text.str.contains(_ZONE_SUFFIX, regex=True, na=False)
+    fast = pc.strptime(pa.array(text.array), format=_ZONED_FORMAT, unit="ns", error_is_null=True)
+    result = pd.Series(fast.to_numpy(zero_copy_only=False), index=values.index).dt.tz_localize(
+        "UTC"
+    )
+    pending = result.isna().to_numpy() & text.notna().to_numpy()
+    if not pending.any():
+        return result
+    rest = text[pending]
+    zoned = rest.str.contains(_ZONE_SUFFIX, regex=True, na=False)
     if zoned.any():
-        result[zoned] = pd.to_datetime(
-            text[zoned], utc=True, format="ISO8601", errors="coerce"
+        result[zoned[zoned].index] = pd.to_datetime(
+            rest[zoned], utc=True, format="ISO8601", errors="coerce"
         ).astype("datetime64[ns, UTC]")
-    naive = ~zoned & text.notna()
-    if naive.any():
-        local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
+    naive = rest[~zoned]
+    if len(naive):
+        local = pd.to_datetime(naive, format="ISO8601", errors="coerce")
         zones = (
             pd.Series(local_zone, index=local.index)
             if isinstance(local_zone, str)
-            else local_zone[naive]
+            else pd.Series(local_zone[naive.index].astype(object), index=local.index)
         )
         for zone, index in zones.groupby(zones, dropna=True).groups.items():
             stamps = pd.DatetimeIndex(local[index])
             try:
                 utc = stamps.tz_localize(
-                    zone,
+                    str(zone),
                     ambiguous=np.ones(len(stamps), dtype=bool),
                     nonexistent="shift_forward",
                 ).tz_convert("UTC")
@@ -101,24 +114,26 @@ def parse_facilities(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def parse_shift_requests(
-    raw: pd.DataFrame, facility_zones: pd.Series, agency_timezone: str
+    raw: pd.DataFrame, facility_zones: pd.Series, agency_timezone: str, row_offset: int = 0
 ) -> pd.DataFrame:
     """Typed shift requests with the derived columns the contracts check.
 
-    ``facility_zones`` maps facility_id to its IANA zone (local shift_start times).
+    ``facility_zones`` maps facility_id to its IANA zone (local shift_start times). ``raw``
+    may be one chunk of the extract: ``row_offset`` is the position of its first row. The
+    ``_duplicate`` column needs every chunk and is added by :func:`duplicate_kind` afterwards.
     """
-    facility_id = _clean_text(raw["facility_id"])
-    zones = facility_id.map(facility_zones)
+    facility_id = _clean_text(raw["facility_id"]).astype("category")
+    zones = facility_id.map(facility_zones.to_dict())  # maps the categories, not every row
     frame = pd.DataFrame(
         {
-            "_row": np.arange(len(raw)),
+            "_row": np.arange(row_offset, row_offset + len(raw)),
             "request_id": _clean_text(raw["request_id"]),
             "facility_id": facility_id,
-            "role": _clean_text(raw["role"], "upper"),
+            "role": _clean_text(raw["role"], "upper").astype("category"),
             "shift_start": parse_timestamps(raw["shift_start"], zones),
             "shift_hours": pd.to_numeric(raw["shift_hours"], errors="coerce").astype(float),
             "requested_at": parse_timestamps(raw["requested_at"], agency_timezone),
-            "status": _clean_text(raw["status"], "lower"),
+            "status": _clean_text(raw["status"], "lower").astype("category"),
             "cancelled_at": parse_timestamps(raw["cancelled_at"], agency_timezone),
         },
         index=raw.index,
@@ -126,29 +141,32 @@ def parse_shift_requests(
     frame["_hours_requested_after_start"] = (
         frame["requested_at"] - frame["shift_start"]
     ) / pd.Timedelta(hours=1)
-    frame["_duplicate"] = duplicate_kind(raw, "request_id")
     return frame
 
 
-def duplicate_kind(raw: pd.DataFrame, key: str) -> pd.Series:
+def duplicate_kind(frame: pd.DataFrame, key: str, ignore: tuple[str, ...] = ()) -> pd.Series:
     """'no' for a unique key or the first of identical copies, else 'identical' or 'conflicting'.
 
-    Identical copies (every selected column equal) are harmless: the first is used. When copies
-    disagree nobody can tell which is right, so all of them are quarantined.
+    Copies are compared after parsing (columns in ``ignore`` left out), so copies that differ
+    only by a repaired variant (' rn ' and 'RN') are identical. Identical copies are harmless:
+    the first is used. When copies disagree nobody can tell which is right, so all of them are
+    quarantined.
     """
-    keys = raw[key].astype("string").str.strip()
+    raw = frame.drop(columns=list(ignore))
+    keys = raw[key].astype("str").str.strip()
+    codes, _ = pd.factorize(keys)
+    counts = np.bincount(codes[codes >= 0], minlength=1)
+    repeated = (codes >= 0) & (counts[np.maximum(codes, 0)] > 1)
     kind = pd.Series("no", index=raw.index, dtype=object)
-    repeated = keys.duplicated(keep=False) & keys.notna()
-    if not repeated.any():
-        return kind
-    hashes = pd.util.hash_pandas_object(raw.loc[repeated].astype("string"), index=False)
-    distinct = hashes.groupby(keys[repeated]).transform("nunique")
-    conflicting = distinct > 1
-    kind[conflicting[conflicting].index] = "conflicting"
-    later_copy = keys.duplicated(keep="first") & repeated
-    identical = later_copy & ~kind.eq("conflicting")
-    kind[identical] = "identical"
-    return kind
+    if repeated.any():
+        copies = raw.loc[repeated]
+        hashes = pd.util.hash_pandas_object(copies.astype("string"), index=False)
+        group = pd.Series(codes[repeated], index=copies.index)
+        conflicting = hashes.groupby(group).transform("nunique") > 1
+        later = group.duplicated(keep="first")
+        kind[conflicting[conflicting].index] = "conflicting"
+        kind[later[later & ~conflicting].index] = "identical"
+    return kind.astype("category")
 
 
 def parse_nurses(raw: pd.DataFrame) -> pd.DataFrame:
@@ -158,7 +176,7 @@ def parse_nurses(raw: pd.DataFrame) -> pd.DataFrame:
         {
             "_row": np.arange(len(raw)),
             "nurse_id": _clean_text(raw["nurse_id"]),
-            "role": _clean_text(raw["role"], "upper"),
+            "role": _clean_text(raw["role"], "upper").astype("category"),
             "region": _clean_text(raw["region"]),
             "on_call": on_call.astype(bool),
             "hired_on": parse_dates(raw["hired_on"]),
@@ -168,14 +186,16 @@ def parse_nurses(raw: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def parse_shift_offers(raw: pd.DataFrame, agency_timezone: str) -> pd.DataFrame:
-    """Typed shift offers."""
+def parse_shift_offers(
+    raw: pd.DataFrame, agency_timezone: str, row_offset: int = 0
+) -> pd.DataFrame:
+    """Typed shift offers (``raw`` may be one chunk; ``row_offset`` its first row's position)."""
     return pd.DataFrame(
         {
-            "_row": np.arange(len(raw)),
+            "_row": np.arange(row_offset, row_offset + len(raw)),
             "request_id": _clean_text(raw["request_id"]),
             "offered_at": parse_timestamps(raw["offered_at"], agency_timezone),
-            "response": _clean_text(raw["response"], "lower"),
+            "response": _clean_text(raw["response"], "lower").astype("category"),
         },
         index=raw.index,
     )
