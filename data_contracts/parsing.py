@@ -4,6 +4,12 @@ Normalisations (repaired, not quarantined):
 
 - ids, roles, statuses and responses are stripped of surrounding blanks; roles are upper-cased
   (``' rn '`` -> ``RN``), statuses and responses lower-cased;
+- spelled-out roles and US spellings are mapped (:data:`ROLE_ALIASES`, :data:`STATUS_ALIASES`):
+  ``Registered Nurse`` and ``R.N.`` -> ``RN``; ``Licensed Practical Nurse``, ``Licensed
+  Vocational Nurse`` and ``LVN`` -> ``LPN``; ``canceled`` -> ``cancelled``. Anything else (for
+  example ``CNA`` or ``pending``) is not guessed at: the row is quarantined;
+- shift_hours is a number of hours (``12``, ``12.0``, `` 8 ``); a shift that crosses midnight
+  or a DST change counts on the local date it starts, and its hours are taken as given;
 - timestamps may carry a UTC offset (``2025-03-09T07:00:00-05:00``, ``...Z``) or none. A
   shift_start without an offset is local time in the facility's zone; requested_at, cancelled_at
   and offered_at without an offset are local time in the agency's zone. A local time that falls
@@ -87,6 +93,34 @@ def parse_dates(values: pd.Series) -> pd.Series:
     return parsed.astype("datetime64[ns]")
 
 
+ROLE_ALIASES: dict[str, str] = {
+    "REGISTERED NURSE": "RN",
+    "R.N.": "RN",
+    "LICENSED PRACTICAL NURSE": "LPN",
+    "LICENSED VOCATIONAL NURSE": "LPN",
+    "LVN": "LPN",
+    "L.P.N.": "LPN",
+}
+"""Role spellings repaired to the canonical role (keys upper-cased, single-spaced)."""
+
+STATUS_ALIASES: dict[str, str] = {"canceled": "cancelled"}
+"""Status spellings repaired to the canonical status (keys lower-cased)."""
+
+
+def _normalised(text: pd.Series, aliases: dict[str, str]) -> pd.Series:
+    """Text as a category with internal blanks collapsed and aliases mapped (per category)."""
+    categories = text.astype("category")
+    names = [" ".join(str(c).split()) for c in categories.cat.categories]
+    mapped = [aliases.get(name, name) for name in names]
+    unique = list(dict.fromkeys(mapped))
+    position = {name: i for i, name in enumerate(unique)}
+    recode = np.array([position[m] for m in mapped] + [-1], dtype=np.int64)
+    codes = recode[categories.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing -1
+    return pd.Series(
+        pd.Categorical.from_codes(codes, categories=unique), index=text.index, name=text.name
+    )
+
+
 def _clean_text(values: pd.Series, case: str | None = None) -> pd.Series:
     text = _as_text(values)
     text = text.mask(text == "")
@@ -129,11 +163,11 @@ def parse_shift_requests(
             "_row": np.arange(row_offset, row_offset + len(raw)),
             "request_id": _clean_text(raw["request_id"]),
             "facility_id": facility_id,
-            "role": _clean_text(raw["role"], "upper").astype("category"),
+            "role": _normalised(_clean_text(raw["role"], "upper"), ROLE_ALIASES),
             "shift_start": parse_timestamps(raw["shift_start"], zones),
             "shift_hours": pd.to_numeric(raw["shift_hours"], errors="coerce").astype(float),
             "requested_at": parse_timestamps(raw["requested_at"], agency_timezone),
-            "status": _clean_text(raw["status"], "lower").astype("category"),
+            "status": _normalised(_clean_text(raw["status"], "lower"), STATUS_ALIASES),
             "cancelled_at": parse_timestamps(raw["cancelled_at"], agency_timezone),
         },
         index=raw.index,
@@ -176,7 +210,7 @@ def parse_nurses(raw: pd.DataFrame) -> pd.DataFrame:
         {
             "_row": np.arange(len(raw)),
             "nurse_id": _clean_text(raw["nurse_id"]),
-            "role": _clean_text(raw["role"], "upper").astype("category"),
+            "role": _normalised(_clean_text(raw["role"], "upper"), ROLE_ALIASES),
             "region": _clean_text(raw["region"]),
             "on_call": on_call.astype(bool),
             "hired_on": parse_dates(raw["hired_on"]),

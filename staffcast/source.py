@@ -142,9 +142,14 @@ def _select(conn: Connection, table: str, cutoff_column: str | None, cutoff: str
     columns: list[sa.ColumnClause[Any]] = [sa.column(c) for c in wanted]
     query = sa.select(*columns).select_from(sa.table(table, *columns))
     if cutoff_column is not None:
-        # NULLs are kept so that validation can quarantine them with a reason.
+        # NULLs, and text that does not start like an ISO date, are kept so that validation
+        # can quarantine them with a reason instead of the query dropping them unseen.
         cut: sa.ColumnClause[Any] = sa.column(cutoff_column)
-        query = query.where(sa.or_(cut < cutoff, cut.is_(None)))
+        keep = [cut < cutoff, cut.is_(None)]
+        types = {c["name"]: c["type"] for c in inspector.get_columns(table)}
+        if isinstance(types.get(cutoff_column), sa.String):
+            keep.append(sa.not_(cut.like("____-__-__%")))
+        query = query.where(sa.or_(*keep))
     result = conn.execute(query)
     # Plain DBAPI tuples in chunks: SQLAlchemy Row objects cost 4x more, and a chunk's Python
     # objects are freed once it is a (compact, Arrow-backed) DataFrame.
@@ -176,7 +181,13 @@ def _select_sqlite_arrow(
     sql = f"SELECT {select} FROM {quoted(table)}"
     params: tuple[str, ...] = ()
     if cutoff_column is not None:
-        sql += f" WHERE {quoted(cutoff_column)} < ? OR {quoted(cutoff_column)} IS NULL"
+        # Text that does not start like an ISO date cannot be compared with the cutoff: it is
+        # kept, so that the contracts quarantine it instead of the query dropping it unseen.
+        cut = quoted(cutoff_column)
+        sql += (
+            f" WHERE {cut} < ? OR {cut} IS NULL"
+            f" OR {cut} NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
+        )
         params = (cutoff,)
     streamed = StreamedTable(database, sql, params, wanted)
     if table in STREAMED_TABLES:
