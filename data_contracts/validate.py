@@ -132,12 +132,27 @@ def _run_rules(context: Any, table: str, frame: pd.DataFrame, rules: list[Rule])
     return ordered
 
 
+_DERIVED: dict[str, Callable[[Any], str]] = {
+    "_duplicate": lambda kind: f"request_id appears more than once ({kind} copy)",
+    "_hours_requested_after_start": lambda hours: (
+        f"requested_at is {float(hours):.0f} hours after shift_start"
+    ),
+}
+"""How values of the derived columns read in quarantine details and examples."""
+
+
+def _describe(column: str | None, value: Any) -> str:
+    if column in _DERIVED:
+        return _DERIVED[column](value)
+    return f"{column}={value!s}"
+
+
 def _example(rule: Rule, result: Any) -> str:
     values = result.result.get("unexpected_index_list") or []
     if values:
         first = dict(values[0])
         first.pop("_row", None)
-        return ", ".join(f"{k}={v!s}" for k, v in first.items())
+        return ", ".join(_describe(k, v) for k, v in first.items())
     observed = result.result.get("observed_value")
     return f"observed {observed}" if observed is not None else ""
 
@@ -148,6 +163,7 @@ def _apply(
     rules: list[Rule],
     context: Any,
     outcomes: list[RuleOutcome],
+    counts: dict[str, dict[str, int]],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the rules; raise on batch failures, split rows into (used, quarantine entries)."""
     results = _run_rules(context, table, frame, rules)
@@ -164,12 +180,14 @@ def _apply(
             raise ValidationFailed(
                 f"Source table '{table}' broke the batch rule '{rule.name}' ({rule.description}) "
                 f"Example: {example or 'no rows'}. The run stopped before publishing anything; "
-                "the previously published forecasts stay current."
+                "the previously published forecasts stay current.",
+                outcomes,
+                counts,
             )
         for entry in result.result.get("unexpected_index_list") or []:
             row = int(entry["_row"])
             value = entry.get(rule.column) if rule.column else None
-            broken.setdefault(row, []).append((rule.name, f"{rule.column}={value!s}"))
+            broken.setdefault(row, []).append((rule.name, _describe(rule.column, value)))
     if not broken:
         return frame, pd.DataFrame(columns=QUARANTINE_COLUMNS)
     rows = sorted(broken)
@@ -207,7 +225,9 @@ def validate_extract(
     quarantines = []
 
     facilities = parsing.parse_facilities(_whole(raw.pop("facilities")))
-    facilities, q = _apply("facilities", facilities, suites.facility_rules(), context, outcomes)
+    facilities, q = _apply(
+        "facilities", facilities, suites.facility_rules(), context, outcomes, counts
+    )
     quarantines.append(q)
     counts["facilities"] = _count(facilities, q)
 
@@ -225,7 +245,7 @@ def validate_extract(
     rules = suites.shift_request_rules(
         sorted(facilities["facility_id"].dropna()), extract.as_of_utc, recent_days
     )
-    requests, q = _apply("shift_requests", requests, rules, context, outcomes)
+    requests, q = _apply("shift_requests", requests, rules, context, outcomes, counts)
     quarantines.append(q)
     counts["shift_requests"] = {
         "extracted": extracted_requests,
@@ -240,13 +260,15 @@ def validate_extract(
             f"{len(q)} of {extracted_requests} rows ({share:.1%}) were quarantined, more than "
             f"the allowed {max_quarantine_share:.0%}. Most common rule: '{top.index[0]}' "
             f"({top.iloc[0]} rows), example: {q.iloc[0]['source_key']} "
-            f"({q.iloc[0]['detail']}). Nothing was published."
+            f"({q.iloc[0]['detail']}). Nothing was published.",
+            outcomes,
+            counts,
         )
 
     nurses = parsing.parse_nurses(_whole(raw.pop("nurses")))
     nurses = nurses[~(nurses["hired_on"] >= extract.as_of_utc.tz_localize(None).normalize())]
     n_nurses = len(nurses)
-    nurses, q = _apply("nurses", nurses, suites.nurse_rules(), context, outcomes)
+    nurses, q = _apply("nurses", nurses, suites.nurse_rules(), context, outcomes, counts)
     quarantines.append(q)
     counts["nurses"] = {"extracted": n_nurses, "used": len(nurses), "quarantined": len(q)}
 
@@ -254,7 +276,9 @@ def validate_extract(
     offers = offers[~(offers["offered_at"] >= extract.as_of_utc)]
     n_offers = len(offers)
     if n_offers:
-        offers, q = _apply("shift_offers", offers, suites.shift_offer_rules(), context, outcomes)
+        offers, q = _apply(
+            "shift_offers", offers, suites.shift_offer_rules(), context, outcomes, counts
+        )
         quarantines.append(q)
     else:
         q = pd.DataFrame(columns=QUARANTINE_COLUMNS)

@@ -3,6 +3,11 @@
 Deployed by prefect.yaml (Mondays 05:00 America/Chicago); ``staffcast run`` calls it directly.
 Tasks are thin and typed; the work lives in staffcast.source, data_contracts, models and
 reports. Forecast tasks each take a batch of series (``series_per_task``), never one series.
+
+The source is a database URL or a folder of CSV/Parquet files (``staffcast.source_files``). The
+validation summary goes to a markdown artifact (key ``data-quality``) on every run and to the
+``validation_result`` table: published with the run, or recorded on its own when a batch rule
+stops the run.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from data_contracts.summary import markdown_summary, summary_frame
 from data_contracts.validate import ValidationResult, validate_extract
 from models import demand as demand_model
 from models.forecasting import EngineResult, forecast_many
@@ -32,9 +38,10 @@ from reports import publish as publishing
 from reports.html_report import write_report
 from reports.schema import create_schema, reporting_engine
 from staffcast import __version__
-from staffcast.errors import ReportingUnavailable, SourceUnavailable
+from staffcast.errors import ReportingUnavailable, SourceUnavailable, ValidationFailed
 from staffcast.settings import Settings
-from staffcast.source import SourceExtract, connect_source, read_source, redact_url
+from staffcast.source import SourceExtract, redact_url
+from staffcast.source_files import open_source
 
 T = TypeVar("T")
 TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -75,13 +82,8 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(retry_condition_fn=_is_transient, **TASK_OPTIONS)
 def extract(source_url: str, as_of: date, agency_timezone: str) -> SourceExtract:
-    """Read the needed columns of the source tables as they were at as_of."""
-    engine = connect_source(source_url)
-    try:
-        with engine.connect() as conn:
-            result = read_source(conn, as_of, agency_timezone)
-    finally:
-        engine.dispose()
+    """Read the needed columns of the source tables (database URL or folder of files)."""
+    result = open_source(source_url, as_of, agency_timezone)
     get_run_logger().info("Extracted rows: %s", result.rows())
     return result
 
@@ -297,6 +299,9 @@ def weekly_forecast(
             stages, "extract", extract_with_retries, src_url, as_of, settings.agency_timezone
         )
         validated = _timed(stages, "validate", validate, source, settings)
+        _data_quality_artifact(
+            markdown_summary(validated.outcomes, validated.counts, quarantine=validated.quarantine)
+        )
         history, booked = _timed(stages, "demand", build_demand, validated, source, settings)
         forecast, size, evaluation = _timed(
             stages, "forecast", _forecast_all, history, booked, validated, as_of, settings
@@ -312,6 +317,8 @@ def weekly_forecast(
         tables = _publishable(validated, simulation, forecast, evaluation, staffing)
         _timed(stages, "publish", publish, rep_url, run_id, tables, counts)
     except Exception as exc:
+        if isinstance(exc, ValidationFailed):
+            _record_stop(engine, run_id, exc)
         publishing.mark_failed(engine, run_id, str(exc))
         raise
     settings.report_dir.mkdir(parents=True, exist_ok=True)
@@ -346,6 +353,27 @@ def weekly_forecast(
     return summary
 
 
+def _data_quality_artifact(markdown: str) -> None:
+    """The validation summary as the run's "data-quality" markdown artifact."""
+    create_markdown_artifact(
+        markdown, key="data-quality", description="Data contracts: rows and rules broken"
+    )
+
+
+def _record_stop(engine: sa.Engine, run_id: str, exc: ValidationFailed) -> None:
+    """Keep the summary of a run a batch rule stopped: in the database and as an artifact.
+
+    Never raises: the stop itself is what the caller must see.
+    """
+    try:
+        publishing.record_validation(
+            engine, run_id, summary_frame(exc.outcomes, exc.counts, stopped=str(exc))
+        )
+        _data_quality_artifact(markdown_summary(exc.outcomes, exc.counts, stopped=str(exc)))
+    except Exception:  # noqa: BLE001 - e.g. an unreachable Prefect API must not hide the stop
+        get_run_logger().warning("Could not keep the validation summary", exc_info=True)
+
+
 def _publishable(
     validated: ValidationResult,
     simulation: DemandSimulation,
@@ -361,6 +389,7 @@ def _publishable(
     regional = simulation.regional.assign(date=simulation.regional["date"].dt.date)
     return {
         "quarantined_row": validated.quarantine,
+        "validation_result": summary_frame(validated.outcomes, validated.counts),
         "demand_forecast": facility.drop(columns=["series_id", "region"]),
         "regional_forecast": regional,
         "model_evaluation": evaluation.drop(columns=["series_id"]),

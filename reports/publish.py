@@ -2,7 +2,8 @@
 
 A run's life in ``forecast_run``: :func:`start_run` inserts it as ``running`` (committed at once,
 so a killed run leaves a trace); :func:`publish_run` writes every result table and flips the
-run to ``published`` in one transaction; :func:`mark_failed` records why a run did not publish.
+run to ``published`` in one transaction; :func:`mark_failed` records why a run did not publish, and
+:func:`record_validation` keeps the validation summary of a run that a batch rule stopped.
 Until the flip, the ``current_*`` views keep showing the previous published run, and if the
 publishing transaction fails nothing of it is left behind.
 
@@ -40,6 +41,7 @@ __all__ = [
     "latest_published_run",
     "mark_failed",
     "publish_run",
+    "record_validation",
     "start_run",
 ]
 
@@ -412,6 +414,31 @@ def mark_failed(engine: Engine, run_id: str, error: str) -> None:
         return
     if result.rowcount == 0:
         logger.warning("run %s not marked failed: it is gone or already published", run_id)
+
+
+def record_validation(engine: Engine, run_id: str, frame: pd.DataFrame) -> None:
+    """Store the validation summary of a run that will not publish, in its own transaction.
+
+    ``frame`` has the columns of ``validation_result`` (see
+    :func:`data_contracts.summary.summary_frame`); rows already stored for ``run_id`` are
+    replaced. Published runs get their summary through :func:`publish_run` instead. The rows of
+    a run that never publishes stay out of ``current_validation_result`` and go when a later
+    run of the same as_of publishes.
+
+    Meant for error handlers, like :func:`mark_failed`: it never raises. A database error, or a
+    frame that does not fit the table, is logged instead of hiding the failure being recorded.
+    """
+    target = table("validation_result")
+    try:
+        prepared = _prepare("validation_result", frame, run_id)
+        with engine.begin() as connection:
+            connection.execute(delete(target).where(target.c.run_id == run_id))
+            for rows in prepared.chunks(INSERT_CHUNK_ROWS):
+                _insert_rows(connection, target, rows)
+    except (SQLAlchemyError, ValueError):
+        logger.exception("could not record the validation summary of run %s", run_id)
+        return
+    logger.info("recorded %d validation rule result(s) for run %s", len(frame), run_id)
 
 
 def latest_published_run(engine: Engine) -> dict[str, Any] | None:

@@ -12,6 +12,9 @@ the current run, i.e. the published run with the greatest ``as_of`` (ties broken
 ``finished_at``, then by ``run_id``). A run that is still running, has failed, or was replaced
 never shows through a view.
 
+Beyond SPEC §6, ``validation_result`` (one row per run, source table and rule) holds each run's
+data-contract summary; a run stopped by a batch rule keeps its rows there without publishing.
+
 Primary keys are the "one row per" columns of SPEC §6. ``holiday_coverage`` also has ``date`` in
 its key: with a horizon longer than a year the same holiday name occurs twice.
 """
@@ -60,6 +63,7 @@ __all__ = [
     "advisory_lock_key",
     "ForecastRun",
     "QuarantinedRow",
+    "ValidationRuleResult",
     "DemandForecast",
     "RegionalForecast",
     "ModelEvaluation",
@@ -189,6 +193,27 @@ class QuarantinedRow(Base):
     source_key: Mapped[str | None]
     rule: Mapped[str]
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ValidationRuleResult(Base):
+    """How one data-contract rule fared on one source table in a run (the validation summary).
+
+    Every rule evaluated has a row, passed ones with ``failed_rows`` 0. A run stopped by a batch
+    rule keeps its rows although it never publishes (they show in the table, not in the
+    ``current_validation_result`` view); a stop found before the rules ran (a missing file or
+    column) has one row with the stop message as ``description``.
+    """
+
+    __tablename__ = "validation_result"
+    __table_args__ = (CheckConstraint("level IN ('row', 'batch')", name="level_known"),)
+
+    run_id: Mapped[RunIdKey]
+    source_table: Mapped[Key]
+    rule: Mapped[Key]
+    level: Mapped[str] = mapped_column(String(8), comment="row (quarantine) or batch (stop)")
+    description: Mapped[str] = mapped_column(Text)
+    failed_rows: Mapped[int] = mapped_column(comment="source rows that broke the rule")
+    example: Mapped[str | None] = mapped_column(Text)
 
 
 class DemandForecast(Base):
@@ -324,6 +349,7 @@ class HolidayCoverage(Base):
 #: Tables that hang off forecast_run, in insertion order (delete in reverse or any order).
 CHILD_TABLES: tuple[str, ...] = (
     "quarantined_row",
+    "validation_result",
     "demand_forecast",
     "regional_forecast",
     "model_evaluation",

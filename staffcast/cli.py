@@ -11,11 +11,18 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
-from staffcast.errors import StaffcastError
+from staffcast.errors import SourceUnavailable, StaffcastError, ValidationFailed
+
+if TYPE_CHECKING:
+    from staffcast.settings import Settings
+    from staffcast.source import SourceExtract
 
 
 def _date(text: str) -> date:
@@ -57,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--reporting", help="SQLAlchemy URL of the reporting database")
     run.add_argument("--horizon", type=int, help="forecast horizon in days (default 182)")
 
+    check = commands.add_parser(
+        "validate", help="run the data contracts alone on a source and print a summary"
+    )
+    check.add_argument(
+        "--source",
+        required=True,
+        help="SQLAlchemy URL of the operational database, or a folder of CSV/Parquet files",
+    )
+    check.add_argument(
+        "--as-of", type=_date, help="the run's first day (default: today in the agency's zone)"
+    )
+
     fc = commands.add_parser("forecast", help="forecast any daily series in long format")
     fc.add_argument("--input", required=True, type=Path, help="CSV: series_id,date,demand")
     fc.add_argument("--horizon", required=True, type=int, help="days to forecast")
@@ -64,10 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _prepare_environment(home: Path | None) -> None:
+def _prepare_environment(home: Path | None, prefect: bool = True) -> None:
     """Point Prefect at a local home unless a Prefect server is configured; quiet libraries."""
     if home is not None:
         os.environ["STAFFCAST_HOME"] = str(home)
+    if not prefect:
+        return
     from staffcast.settings import Settings
 
     settings = Settings()
@@ -160,6 +181,52 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     )
 
 
+def _validate(args: argparse.Namespace) -> int:
+    """The data contracts alone, without Prefect: exit 0 when the data is usable (quarantined
+    rows included), 1 when a batch rule stops it (the summary still goes to stdout)."""
+    from data_contracts.summary import format_summary
+    from data_contracts.validate import validate_extract
+    from staffcast.settings import Settings
+    from staffcast.source import redact_url
+
+    settings = Settings()
+    zone = settings.agency_timezone
+    as_of = args.as_of or datetime.now(ZoneInfo(zone)).date()
+    header = (
+        f"staffcast validate: source {redact_url(args.source)}, as of {as_of} "
+        f"(rows before midnight {zone})\n"
+    )
+    try:
+        extract = _open_source_with_retries(args.source, as_of, settings)
+        result = validate_extract(
+            extract, zone, settings.max_quarantine_share, settings.recent_days_required
+        )
+    except ValidationFailed as exc:
+        print(header + format_summary(exc.outcomes, exc.counts, stopped=str(exc)))
+        raise
+    print(header + format_summary(result.outcomes, result.counts, quarantine=result.quarantine))
+    return 0
+
+
+def _open_source_with_retries(source: str, as_of: date, settings: Settings) -> SourceExtract:
+    """open_source, tried again (settings.source_retries times) while the database may answer."""
+    from staffcast.source_files import open_source
+
+    for attempt in range(settings.source_retries + 1):
+        try:
+            return open_source(source, as_of, settings.agency_timezone)
+        except SourceUnavailable as exc:
+            if not exc.transient or attempt == settings.source_retries:
+                raise
+            print(
+                f"staffcast: the source did not answer; retry {attempt + 1}/"
+                f"{settings.source_retries} in {settings.source_retry_delay_seconds:g} s",
+                file=sys.stderr,
+            )
+            time.sleep(settings.source_retry_delay_seconds)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _forecast(args: argparse.Namespace) -> int:
     from staffcast.forecast_file import forecast_file
 
@@ -171,8 +238,8 @@ def _forecast(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``staffcast`` console script."""
     args = _parser().parse_args(argv)
-    _prepare_environment(args.home)
-    handlers = {"demo": _demo, "run": _run, "forecast": _forecast}
+    _prepare_environment(args.home, prefect=args.command != "validate")
+    handlers = {"demo": _demo, "run": _run, "validate": _validate, "forecast": _forecast}
     try:
         if args.command in ("demo", "run"):
             _quiet_expected_tracebacks()

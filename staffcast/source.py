@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -80,7 +80,7 @@ class StreamedTable:
                 yield pd.DataFrame(columns=list(self.columns), dtype="str")
 
 
-RawTable = pd.DataFrame | StreamedTable
+RawTable: TypeAlias = pd.DataFrame | StreamedTable
 
 
 def table_chunks(table: RawTable) -> Iterator[pd.DataFrame]:

@@ -175,8 +175,19 @@ def result_frames(as_of: dt.date, tag: int = 0) -> dict[str, pd.DataFrame]:
             "detail": ["second copy of R1", "shift_hours=30"],
         }
     )
+    validation = pd.DataFrame(
+        {
+            "source_table": ["shift_requests", "shift_requests", "facilities"],
+            "rule": ["duplicate_request_id", "shift_hours_in_range", "timezone_valid"],
+            "level": "row",
+            "description": ["A request id appears once.", "0 < shift_hours <= 24.", "IANA zone."],
+            "failed_rows": np.array([1, 1 + tag, 0], dtype=np.int64),
+            "example": [f"R{tag}-1", "shift_hours=30 | '); DROP TABLE x;--", None],
+        }
+    )
     return {
         "quarantined_row": quarantined,
+        "validation_result": validation,
         "demand_forecast": demand,
         "regional_forecast": regional,
         "model_evaluation": evaluation,

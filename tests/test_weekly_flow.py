@@ -126,4 +126,11 @@ def test_batch_failure_stops_before_publishing(tmp_path: Path, staffcast_home: P
         weekly_forecast(as_of=AS_OF, source_url=f"sqlite:///{agency.path}", reporting_url=reporting)
     engine = reporting_engine(reporting)
     assert [r[2] for r in _runs(engine)] == ["failed"]
-    assert all(_count(engine, t) == 0 for t in CHILD_TABLES)
+    # Only the data-quality summary of the stopped run is kept; no view shows anything.
+    assert all(_count(engine, t) == 0 for t in CHILD_TABLES if t != "validation_result")
+    assert all(_count(engine, f"current_{t}") == 0 for t in CHILD_TABLES)
+    with engine.connect() as conn:
+        stop = conn.exec_driver_sql(
+            "SELECT rule, level FROM validation_result WHERE rule = 'max_quarantine_share'"
+        ).one()
+    assert stop == ("max_quarantine_share", "batch")
