@@ -82,9 +82,18 @@ def facility_rules() -> list[Rule]:
 
 
 def shift_request_rules(
-    facility_ids: list[str], as_of_utc: pd.Timestamp, recent_days: int
+    facility_ids: list[str],
+    as_of_utc: pd.Timestamp,
+    recent_days: int,
+    known_facility_ids: list[str] | None = None,
 ) -> list[Rule]:
-    """Rules for shift_requests; ``facility_ids`` are the facilities that passed their rules."""
+    """Rules for shift_requests.
+
+    ``facility_ids`` are the facilities that passed their own rules; ``known_facility_ids``
+    every facility in the source (default: the same), so that a request of a quarantined
+    facility is told apart from a request of a facility nobody knows.
+    """
+    known = sorted(set(known_facility_ids or []) | set(facility_ids))
     recent = as_of_utc - pd.Timedelta(days=recent_days)
     return [
         _batch(
@@ -111,8 +120,17 @@ def shift_request_rules(
         ),
         _row(
             "unknown_facility",
-            "The facility exists in facilities (and passed its rules).",
-            E.ExpectColumnValuesToBeInSet(column="facility_id", value_set=facility_ids),
+            "The facility exists in facilities.",
+            E.ExpectColumnValuesToBeInSet(column="facility_id", value_set=known),
+        ),
+        _row(
+            "facility_quarantined",
+            "The facility passed its own rules (see the facilities table's rules).",
+            E.ExpectColumnValuesToBeInSet(
+                column="facility_id",
+                value_set=facility_ids,
+                row_condition=Column("facility_id").is_in(known),
+            ),
         ),
         _row(
             "role_not_in_set",

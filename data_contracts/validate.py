@@ -147,10 +147,28 @@ def _describe(column: str | None, value: Any) -> str:
     return f"{column}={value!s}"
 
 
-def _example(rule: Rule, result: Any) -> str:
+def _raw_text(frame: pd.DataFrame, column: str | None) -> pd.Series | None:
+    """What the source said for values that could not be parsed, by ``_row`` (or None)."""
+    raw_column = f"_raw_{column}"
+    if raw_column not in frame.columns:
+        return None
+    kept = frame.loc[frame[raw_column].notna(), ["_row", raw_column]]
+    return kept.set_index("_row")[raw_column]
+
+
+def _value(entry: dict[str, Any], column: str | None, raw_text: pd.Series | None) -> Any:
+    row = int(entry["_row"])
+    if raw_text is not None and row in raw_text.index:
+        return repr(raw_text[row])  # what the source said, not the NaT it became
+    return entry.get(column) if column else None
+
+
+def _example(rule: Rule, result: Any, raw_text: pd.Series | None) -> str:
     values = result.result.get("unexpected_index_list") or []
     if values:
         first = dict(values[0])
+        if rule.column in first:
+            return _describe(rule.column, _value(first, rule.column, raw_text))
         first.pop("_row", None)
         return ", ".join(_describe(k, v) for k, v in first.items())
     observed = result.result.get("observed_value")
@@ -170,7 +188,8 @@ def _apply(
     broken: dict[int, list[tuple[str, str]]] = {}
     for rule, result in zip(rules, results, strict=True):
         failed = 0 if result.success else int(result.result.get("unexpected_count") or 1)
-        example = "" if result.success else _example(rule, result)
+        raw_text = None if result.success else _raw_text(frame, rule.column)
+        example = "" if result.success else _example(rule, result, raw_text)
         outcomes.append(
             RuleOutcome(table, rule.name, rule.level, rule.description, failed, example)
         )
@@ -186,7 +205,7 @@ def _apply(
             )
         for entry in result.result.get("unexpected_index_list") or []:
             row = int(entry["_row"])
-            value = entry.get(rule.column) if rule.column else None
+            value = _value(entry, rule.column, raw_text)
             broken.setdefault(row, []).append((rule.name, _describe(rule.column, value)))
     if not broken:
         return frame, pd.DataFrame(columns=QUARANTINE_COLUMNS)
@@ -225,6 +244,7 @@ def validate_extract(
     quarantines = []
 
     facilities = parsing.parse_facilities(_whole(raw.pop("facilities")))
+    known_facilities = sorted(facilities["facility_id"].dropna().unique())
     facilities, q = _apply(
         "facilities", facilities, suites.facility_rules(), context, outcomes, counts
     )
@@ -236,16 +256,22 @@ def validate_extract(
         raw.pop("shift_requests"), parsing.parse_shift_requests, zones, agency_timezone
     )
     requests["_duplicate"] = parsing.duplicate_kind(
-        requests, "request_id", ignore=("_row", "_hours_requested_after_start")
+        requests,
+        "request_id",
+        ignore=("_row", "_hours_requested_after_start", "_raw_shift_start", "_raw_requested_at"),
     )
     # The exact as_of cut: rows requested at or after as_of did not exist yet (the SQL query
     # kept a day's margin). Unparseable requested_at stays, to be quarantined.
     requests = requests[~(requests["requested_at"] >= extract.as_of_utc)]
     extracted_requests = len(requests)
     rules = suites.shift_request_rules(
-        sorted(facilities["facility_id"].dropna()), extract.as_of_utc, recent_days
+        sorted(facilities["facility_id"].dropna()),
+        extract.as_of_utc,
+        recent_days,
+        known_facilities,
     )
     requests, q = _apply("shift_requests", requests, rules, context, outcomes, counts)
+    requests = requests.drop(columns=["_raw_shift_start", "_raw_requested_at"])
     quarantines.append(q)
     counts["shift_requests"] = {
         "extracted": extracted_requests,

@@ -417,7 +417,7 @@ def test_catalogue(case: Case, form: str, tmp_path: Path) -> None:
     if case.quarantine is not None:
         expected = dict(case.quarantine)
         if case.name == "facility without region" or "invalid timezone" in case.name:
-            expected.update(_requests_of("F3", "unknown_facility")())
+            expected.update(_requests_of("F3", "facility_quarantined")())
         assert quarantined(result) == expected
     if case.check is not None:
         case.check(result)
