@@ -8,7 +8,7 @@ breaks one thing. The clean agency itself validates with no quarantine.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -467,3 +467,46 @@ def test_a_wrong_database_url_is_explained() -> None:
         connect_source("postgress://host/db")
     with pytest.raises(SourceUnavailable):
         open_source("no/such/folder", AS_OF, TZ)
+
+
+@pytest.fixture()
+def postgres_source_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (skipped without a server)."""
+    import os
+    import uuid
+
+    base = os.environ.get("STAFFCAST_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("PostgreSQL not configured: set STAFFCAST_TEST_POSTGRES_URL")
+    name = f"source_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+def test_a_postgresql_source_validates_like_sqlite(
+    postgres_source_url: str, tmp_path: Path
+) -> None:
+    tables = clean_agency()
+    _role_variants(tables)
+    set_request(tables, "R00012", shift_hours=0)
+    set_request(tables, "R00007", requested_at="yesterday")
+    engine = sa.create_engine(postgres_source_url)
+    for name, frame in tables.items():
+        frame.to_sql(name, engine, index=False)
+    engine.dispose()
+    from_postgres = validate(postgres_source_url)
+    from_sqlite = validate(write_sqlite(tables, tmp_path / "ops.db"))
+    assert (
+        quarantined(from_postgres)
+        == quarantined(from_sqlite)
+        == {
+            ("shift_requests", "R00012"): "shift_hours_out_of_range",
+            ("shift_requests", "R00007"): "requested_at_unparseable",
+        }
+    )
+    assert from_postgres.counts == from_sqlite.counts
