@@ -172,7 +172,7 @@ def parse_shift_requests(
         },
         index=raw.index,
     )
-    for column in ("shift_start", "requested_at"):
+    for column in ("shift_start", "requested_at", "shift_hours"):
         unparsed = frame[column].isna() & raw[column].notna().to_numpy()
         frame[f"_raw_{column}"] = raw[column].astype("str").where(unparsed.to_numpy())
     frame["_hours_requested_after_start"] = (

@@ -182,10 +182,16 @@ def _apply(
     context: Any,
     outcomes: list[RuleOutcome],
     counts: dict[str, dict[str, int]],
+    max_quarantined: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run the rules; raise on batch failures, split rows into (used, quarantine entries)."""
+    """Run the rules; raise on batch failures, split rows into (used, quarantine entries).
+
+    With ``max_quarantined``, a row rule broken by more rows than that stops the run before
+    any quarantine entry is built (collecting millions of them row by row takes minutes).
+    """
     results = _run_rules(context, table, frame, rules)
     broken: dict[int, list[tuple[str, str]]] = {}
+    failures = []
     for rule, result in zip(rules, results, strict=True):
         failed = 0 if result.success else int(result.result.get("unexpected_count") or 1)
         raw_text = None if result.success else _raw_text(frame, rule.column)
@@ -203,6 +209,23 @@ def _apply(
                 outcomes,
                 counts,
             )
+        failures.append((rule, result, raw_text, failed, example))
+    worst = max(failures, key=lambda f: f[3], default=None)
+    if max_quarantined is not None and worst is not None and worst[3] > max_quarantined:
+        rule, result, _, failed, example = worst
+        entries = result.result.get("unexpected_index_list") or []
+        if entries:  # name the row, as the quarantine would have
+            at = frame["_row"].to_numpy() == int(entries[0]["_row"])
+            example = f"{frame.loc[at, _KEYS[table]].iloc[0]} ({example})"
+        raise ValidationFailed(
+            f"Source table '{table}' broke the batch rule 'max_quarantine_share': at least "
+            f"{failed} of {len(frame)} rows ({failed / max(len(frame), 1):.1%}) break the rule "
+            f"'{rule.name}' ({rule.description}), more than the allowed share; example: "
+            f"{example}. Nothing was published.",
+            outcomes,
+            counts,
+        )
+    for rule, result, raw_text, _, _ in failures:
         for entry in result.result.get("unexpected_index_list") or []:
             row = int(entry["_row"])
             value = _value(entry, rule.column, raw_text)
@@ -258,7 +281,13 @@ def validate_extract(
     requests["_duplicate"] = parsing.duplicate_kind(
         requests,
         "request_id",
-        ignore=("_row", "_hours_requested_after_start", "_raw_shift_start", "_raw_requested_at"),
+        ignore=(
+            "_row",
+            "_hours_requested_after_start",
+            "_raw_shift_start",
+            "_raw_requested_at",
+            "_raw_shift_hours",
+        ),
     )
     # The exact as_of cut: rows requested at or after as_of did not exist yet (the SQL query
     # kept a day's margin). Unparseable requested_at stays, to be quarantined.
@@ -270,8 +299,16 @@ def validate_extract(
         recent_days,
         known_facilities,
     )
-    requests, q = _apply("shift_requests", requests, rules, context, outcomes, counts)
-    requests = requests.drop(columns=["_raw_shift_start", "_raw_requested_at"])
+    requests, q = _apply(
+        "shift_requests",
+        requests,
+        rules,
+        context,
+        outcomes,
+        counts,
+        max_quarantined=int(max_quarantine_share * extracted_requests),
+    )
+    requests = requests.drop(columns=["_raw_shift_start", "_raw_requested_at", "_raw_shift_hours"])
     quarantines.append(q)
     counts["shift_requests"] = {
         "extracted": extracted_requests,
