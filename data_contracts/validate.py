@@ -267,12 +267,13 @@ def validate_extract(
     quarantines = []
 
     facilities = parsing.parse_facilities(_whole(raw.pop("facilities")))
+    n_facilities = len(facilities)
     known_facilities = sorted(facilities["facility_id"].dropna().unique())
     facilities, q = _apply(
         "facilities", facilities, suites.facility_rules(), context, outcomes, counts
     )
     quarantines.append(q)
-    counts["facilities"] = _count(facilities, q)
+    counts["facilities"] = _count(n_facilities, facilities, q)
 
     zones = facilities.set_index("facility_id")["timezone"]
     requests = _parse_in_chunks(
@@ -310,11 +311,7 @@ def validate_extract(
     )
     requests = requests.drop(columns=["_raw_shift_start", "_raw_requested_at", "_raw_shift_hours"])
     quarantines.append(q)
-    counts["shift_requests"] = {
-        "extracted": extracted_requests,
-        "used": len(requests),
-        "quarantined": len(q),
-    }
+    counts["shift_requests"] = _count(extracted_requests, requests, q)
     share = len(q) / extracted_requests if extracted_requests else 0.0
     if share > max_quarantine_share:
         top = q["rule"].value_counts()
@@ -333,7 +330,7 @@ def validate_extract(
     n_nurses = len(nurses)
     nurses, q = _apply("nurses", nurses, suites.nurse_rules(), context, outcomes, counts)
     quarantines.append(q)
-    counts["nurses"] = {"extracted": n_nurses, "used": len(nurses), "quarantined": len(q)}
+    counts["nurses"] = _count(n_nurses, nurses, q)
 
     offers = _parse_in_chunks(raw.pop("shift_offers"), parsing.parse_shift_offers, agency_timezone)
     offers = offers[~(offers["offered_at"] >= extract.as_of_utc)]
@@ -345,7 +342,7 @@ def validate_extract(
         quarantines.append(q)
     else:
         q = pd.DataFrame(columns=QUARANTINE_COLUMNS)
-    counts["shift_offers"] = {"extracted": n_offers, "used": len(offers), "quarantined": len(q)}
+    counts["shift_offers"] = _count(n_offers, offers, q)
 
     quarantine = pd.concat(
         [x for x in quarantines if len(x)] or [quarantines[0]], ignore_index=True
@@ -384,9 +381,7 @@ def _parse_in_chunks(
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
-def _count(used: pd.DataFrame, quarantine: pd.DataFrame) -> dict[str, int]:
-    return {
-        "extracted": len(used) + len(quarantine),
-        "used": len(used),
-        "quarantined": len(quarantine),
-    }
+def _count(extracted: int, used: pd.DataFrame, quarantine: pd.DataFrame) -> dict[str, int]:
+    """Rows of one table: ``extracted`` is counted before the rules ran, independently of the
+    split, so that extracted = used + quarantined is a check and not a definition."""
+    return {"extracted": extracted, "used": len(used), "quarantined": len(quarantine)}
