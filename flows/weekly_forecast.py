@@ -30,7 +30,8 @@ from prefect.runtime import flow_run
 from data_contracts.summary import markdown_summary, summary_frame
 from data_contracts.validate import ValidationResult, validate_extract
 from models import demand as demand_model
-from models.forecasting import EngineResult, forecast_many
+from models.calendar import HolidayCalendar
+from models.forecasting import EngineConfig, EngineResult, forecast_many
 from models.plan import PlanInputs, StaffingPlan, build_plan
 from models.regional import DemandSimulation, simulate_demand
 from models.staffing import StaffingParams
@@ -38,7 +39,12 @@ from reports import publish as publishing
 from reports.html_report import write_report
 from reports.schema import create_schema, reporting_engine
 from staffcast import __version__
-from staffcast.errors import ReportingUnavailable, SourceUnavailable, ValidationFailed
+from staffcast.errors import (
+    ReportingUnavailable,
+    SourceUnavailable,
+    StaffcastError,
+    ValidationFailed,
+)
 from staffcast.settings import Settings
 from staffcast.source import SourceExtract, redact_url
 from staffcast.source_files import open_source
@@ -121,10 +127,27 @@ def build_demand(
 
 @task(**TASK_OPTIONS)
 def forecast_batch(
-    history: pd.DataFrame, horizon: int, backtest_days: int, start: pd.Timestamp
+    history: pd.DataFrame, horizon: int, config: EngineConfig, start: pd.Timestamp
 ) -> EngineResult:
     """Forecast one batch of series (many series per task run)."""
-    return forecast_many(history, horizon, backtest_days, start=start)
+    return forecast_many(history, horizon, config=config, start=start)
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    """The forecasting engine's configuration from the settings (a clear error if wrong)."""
+    calendar = HolidayCalendar(settings.holiday_country, settings.holiday_subdivision)
+    try:
+        calendar.validate()
+        return EngineConfig(
+            calendar=calendar,
+            models=tuple(settings.forecast_models),
+            combinations=tuple(tuple(c) for c in settings.forecast_combinations),
+            origins=settings.backtest_origins,
+            origin_step=settings.backtest_origin_step,
+            max_backtest_days=settings.backtest_days,
+        )
+    except ValueError as exc:
+        raise StaffcastError(f"Forecast settings are not usable: {exc}") from exc
 
 
 @task(**TASK_OPTIONS)
@@ -212,7 +235,8 @@ def _forecast_all(
         for i in range(0, len(ids), settings.series_per_task)
     ]
     start = pd.Timestamp(as_of)
-    futures = forecast_batch.map(batches, settings.horizon_days, settings.backtest_days, start)
+    config = engine_config(settings)
+    futures = forecast_batch.map(batches, settings.horizon_days, config, start)
     results: list[EngineResult] = futures.result()
     forecast = pd.concat([r.forecast for r in results], ignore_index=True)
     size = pd.concat([r.size for r in results])

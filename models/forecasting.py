@@ -1,147 +1,162 @@
-"""The forecasting engine: candidate models, selection by backtest, count-valued quantiles.
+"""The forecasting engine: candidates, selection by rolling-origin backtests, calibrated quantiles.
 
-Data shapes (STYLE 1): history is a long frame ``series_id, date, demand`` (demand in shifts per
-day, consecutive days per series); forecasts are long frames ``series_id, date, mean, model``
-plus a negative-binomial ``size`` per series that carries the uncertainty.
+Data shapes (STYLE 1): history is a long frame ``series_id, date, demand`` (demand per day,
+consecutive days per series, >= 0; shifts in the weekly run); forecasts are long frames
+``series_id, date, mean, model`` with one :class:`Dispersion` per series that turns a mean into
+quantiles; evaluations are one row per series and candidate model.
 
-How a series is forecast (first engine; issue "Forecasting engine" extends it):
+How a series is forecast:
 
-1. Every candidate in :data:`CANDIDATES` is fitted on the history minus the last
-   ``2 * backtest_days`` days and on the history minus the last ``backtest_days`` days, and
-   predicts the next ``backtest_days`` days (two rolling origins).
-2. Each is scored by MASE: mean absolute error divided by the in-sample mean absolute error of
-   the lag-7 seasonal naive forecast. The lowest mean MASE wins (ties go to the simpler model).
-3. Uncertainty: daily demand is negative binomial with the forecast mean and a size ``r``
-   estimated from the winner's multi-step backtest errors (variance = m + m^2 / r; r = inf is
-   Poisson). The first origin's errors size the interval scored on the second origin, so the
-   reported coverage is out of sample.
-4. The winner is refitted on the whole history and predicts the horizon.
+1. **Fallbacks first** (each is the model name in the output):
+   - ``inactive``: no demand on any of the last 8 weeks (a facility that closed): zero.
+   - ``level_shift``: the last 4 weeks differ from the 8 before by more than half and far beyond
+     noise (a contract won or lost last month): the history before the shift is dropped, and
+     the rest of the steps run on what is left (usually the short-history rule below).
+   - ``short_history``: too little history for backtests (under ``MIN_FIT_DAYS`` + 14 days,
+     e.g. a facility new this month, or 3 days): the mean of each weekday over the whole weeks
+     seen (the plain mean under one week), with a wide dispersion (``SHORT_HISTORY_SIZE``).
+   - All-zero history: zero. Intermittent series (most days zero) are selected by RMSSE (step
+     3); the candidates include a flat recent rate, and dispersion is calibrated as for any other.
+2. **Backtests**: every candidate model (:data:`DEFAULT_MODELS`) and combination
+   (:data:`DEFAULT_COMBINATIONS`, the mean of their members) is fitted at ``origins`` rolling
+   origins ``origin_step`` days apart, the last one ``backtest_days`` before the end, and
+   forecasts the ``backtest_days`` after each origin (``backtest_days`` = the horizon, at most
+   ``max_backtest_days``).
+3. **Selection** by MASE: mean absolute error over the backtests divided by the in-sample mean
+   absolute error of the lag-7 seasonal naive forecast; the lowest wins, ties go to the simpler.
+   Intermittent series (more than half the recent days zero) are selected by RMSSE (root mean
+   squared error on the same scale) instead, as in the M5 competition: absolute error rewards
+   forecasting zero every day, and staffing needs the mean rate, not the median day.
+4. **Calibration**: the winner's backtest forecasts and actuals fix the series' dispersion: the
+   negative-binomial size ``r`` (count series: variance ``m + m**2 / r``, integer quantiles) or
+   the gamma shape (series with fractional values, e.g. hours: variance ``m**2 / shape``) that
+   minimises the mean pinball loss over :data:`QUANTILES` on the backtests. Quantiles are thus
+   calibrated on out-of-sample errors, never negative, ordered, and count-valued for counts.
+5. The winner is refitted on the whole history and forecasts the horizon.
 
-Fallbacks: a series with less than ``MIN_BACKTEST_HISTORY`` days is forecast by the mean of
-its history ("short_history"); a series with no demand in its last 8 weeks is forecast as zero
-("inactive"). Nothing here does I/O or imports Prefect.
+Nothing here does I/O or imports Prefect or SQLAlchemy.
 """
 
 from __future__ import annotations
 
-import warnings
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Self
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from threadpoolctl import threadpool_limits
 
-from models.count_distribution import QUANTILE_COLUMNS, floored_quantiles
+from models.calendar import HolidayCalendar
+from models.count_distribution import QUANTILE_COLUMNS, QUANTILES, floored_quantiles
+from models.forecasters import (
+    SEASON,
+    CalendarGLM,
+    Forecaster,
+    HoltWinters,
+    ProphetModel,
+    RecentMean,
+    SeasonalNaive,
+    WeekdayMean,
+)
 
-SEASON = 7
-MIN_BACKTEST_HISTORY = 8 * SEASON
 INACTIVE_DAYS = 8 * SEASON
+MIN_FIT_DAYS = 8 * SEASON
+MIN_BACKTEST_DAYS = 14
+INTERMITTENT_ZERO_SHARE = 0.5
+"""A series with more zero days than this share (last backtest window) is intermittent."""
+SHORT_HISTORY_SIZE = 2.0
+"""NB size (gamma shape) for short histories: variance m + m**2/2, wide on purpose."""
+
+MODEL_FACTORIES: dict[str, Callable[[HolidayCalendar], Forecaster]] = {
+    "seasonal_naive": lambda cal: SeasonalNaive(),
+    "weekday_mean": lambda cal: WeekdayMean(),
+    "recent_mean": lambda cal: RecentMean(),
+    "holt_winters": lambda cal: HoltWinters(),
+    "calendar_glm": lambda cal: CalendarGLM(calendar=cal),
+    "prophet": lambda cal: ProphetModel(calendar=cal),
+}
+"""Every model the engine can use, by name, in order of simplicity (ties go to the earlier)."""
+
+DEFAULT_MODELS: tuple[str, ...] = (
+    "seasonal_naive",
+    "weekday_mean",
+    "recent_mean",
+    "holt_winters",
+    "calendar_glm",
+)
+"""Candidates of the weekly run. Prophet is available (``models=(..., "prophet")``) but off by
+default: it costs ~25x the calendar GLM per fit and did not win in benchmarks/accuracy.py."""
+
+DEFAULT_COMBINATIONS: tuple[tuple[str, ...], ...] = (("calendar_glm", "holt_winters"),)
+"""Combinations scored beside the single models: the mean of the members' forecasts."""
+
+_SIZE_GRID = np.concatenate([np.geomspace(0.3, 3000.0, 23), [np.inf]])
+_SHAPE_GRID = np.geomspace(0.5, 20000.0, 24)
+_NORMAL_Z = stats.norm.ppf(QUANTILES)
 
 
-class Forecaster(ABC):
-    """One model: the constructor stores parameters, ``fit`` learns, ``predict`` forecasts.
+@dataclass(frozen=True)
+class Dispersion:
+    """How uncertain a series' daily demand is around its mean.
 
-    ``fit`` never mutates its input; fitted state lives in attributes ending in ``_``.
+    ``family`` 'negbin': counts, variance ``m + m**2 / size`` (``size = inf`` is Poisson);
+    'gamma': non-negative amounts such as hours, variance ``m**2 / size``.
     """
 
-    name: str = "forecaster"
-
-    @abstractmethod
-    def fit(self, y: np.ndarray) -> Self:
-        """Learn from daily demand ``y`` (shifts per day, consecutive days, oldest first)."""
-
-    @abstractmethod
-    def predict(self, horizon: int) -> np.ndarray:
-        """Mean demand for the ``horizon`` days after the last fitted day (shifts, >= 0)."""
-
-    @classmethod
-    def test_params(cls) -> list[dict[str, object]]:
-        """Constructor arguments the generic model tests use."""
-        return [{}]
+    family: str
+    size: float
 
 
-class SeasonalNaive(Forecaster):
-    """Repeat the last week: each day's forecast is the demand 7 days before (the benchmark)."""
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the engine tries and how it backtests (days)."""
 
-    name = "seasonal_naive"
+    calendar: HolidayCalendar = field(default_factory=HolidayCalendar)
+    models: tuple[str, ...] = DEFAULT_MODELS
+    combinations: tuple[tuple[str, ...], ...] = DEFAULT_COMBINATIONS
+    origins: int = 3
+    origin_step: int = 28
+    max_backtest_days: int = 91
 
-    def fit(self, y: np.ndarray) -> Self:
-        self.last_season_ = np.asarray(y[-SEASON:], dtype=float).copy()
-        return self
+    def __post_init__(self) -> None:
+        unknown = [
+            m for m in (*self.models, *sum(self.combinations, ())) if m not in MODEL_FACTORIES
+        ]
+        if unknown:
+            raise ValueError(
+                f"unknown model {unknown[0]!r}; the engine knows {', '.join(MODEL_FACTORIES)}."
+            )
+        if self.origins < 1 or self.origin_step < 1:
+            raise ValueError("origins and origin_step must be at least 1.")
 
-    def predict(self, horizon: int) -> np.ndarray:
-        reps = -(-horizon // SEASON)
-        return np.tile(self.last_season_, reps)[:horizon]
-
-
-class WeekdayMean(Forecaster):
-    """Mean of the same weekday over the last ``weeks`` weeks: robust for small noisy counts."""
-
-    name = "weekday_mean"
-
-    def __init__(self, weeks: int = 8) -> None:
-        self.weeks = weeks
-
-    def fit(self, y: np.ndarray) -> Self:
-        y = np.asarray(y, dtype=float)
-        n = min(len(y) // SEASON, self.weeks) * SEASON
-        recent = y[len(y) - n :].reshape(-1, SEASON)
-        self.profile_ = recent.mean(axis=0)
-        return self
-
-    def predict(self, horizon: int) -> np.ndarray:
-        reps = -(-horizon // SEASON)
-        return np.tile(self.profile_, reps)[:horizon]
-
-    @classmethod
-    def test_params(cls) -> list[dict[str, object]]:
-        return [{"weeks": 4}, {"weeks": 8}]
+    def candidates(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, member models) in order of simplicity: single models, then combinations."""
+        singles = [(m, (m,)) for m in self.models]
+        combos = [("+".join(c), c) for c in self.combinations if set(c) <= set(self.models)]
+        return singles + combos
 
 
-class HoltWinters(Forecaster):
-    """Holt-Winters exponential smoothing with additive weekly seasonality (statsmodels).
+@dataclass(frozen=True)
+class EngineResult:
+    """Forecasts, uncertainty and backtest scores for a batch of series."""
 
-    Fitted on at most the last ``max_days`` days; the level follows trend and yearly swings.
-    """
+    forecast: pd.DataFrame  # series_id, date, mean, model
+    size: pd.Series  # dispersion size per series_id (NB size or gamma shape)
+    family: pd.Series  # 'negbin' or 'gamma' per series_id
+    evaluation: pd.DataFrame  # series_id, model, mase, mae, coverage80, selected, n_backtest_days
 
-    name = "holt_winters"
-
-    def __init__(self, max_days: int = 365) -> None:
-        self.max_days = max_days
-
-    def fit(self, y: np.ndarray) -> Self:
-        from statsmodels.tsa.holtwinters import ExponentialSmoothing
-
-        y = np.asarray(y[-self.max_days :], dtype=float)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model_ = ExponentialSmoothing(
-                y,
-                trend=None,
-                seasonal="add",
-                seasonal_periods=SEASON,
-                initialization_method="heuristic",
-            ).fit(use_brute=False)
-        return self
-
-    def predict(self, horizon: int) -> np.ndarray:
-        return np.clip(np.asarray(self.model_.forecast(horizon), dtype=float), 0.0, None)
-
-    @classmethod
-    def test_params(cls) -> list[dict[str, object]]:
-        return [{"max_days": 120}, {"max_days": 365}]
-
-
-CANDIDATES: tuple[type[Forecaster], ...] = (SeasonalNaive, WeekdayMean, HoltWinters)
-"""Candidates in order of simplicity (ties go to the earlier one)."""
+    def with_quantiles(self) -> pd.DataFrame:
+        """The forecast with ``p025 … p975`` columns, in the units of the history."""
+        return with_quantiles(self.forecast, self.size, self.family)
 
 
 def seasonal_naive_scale(y: np.ndarray) -> float:
     """In-sample mean absolute error of the lag-7 seasonal naive forecast (MASE denominator)."""
     y = np.asarray(y, dtype=float)
     if len(y) <= SEASON:
-        return float(np.mean(np.abs(y))) or 1.0
+        return float(np.mean(np.abs(y))) if len(y) and np.any(y) else 1.0
     scale = float(np.mean(np.abs(y[SEASON:] - y[:-SEASON])))
     return scale if scale > 0 else (float(np.mean(np.abs(y))) or 1.0)
 
@@ -156,117 +171,289 @@ def negbin_size(actual: np.ndarray, mean: np.ndarray) -> float:
     return max(m * m / excess, 0.2)
 
 
-@dataclass(frozen=True)
-class EngineResult:
-    """Forecasts, uncertainty and backtest scores for a batch of series."""
-
-    forecast: pd.DataFrame  # series_id, date, mean, model
-    size: pd.Series  # negative-binomial size per series_id
-    evaluation: pd.DataFrame  # series_id, model, mase, mae, coverage80, selected, n_backtest_days
-
-
-def _backtest(y: np.ndarray, model: type[Forecaster], days: int) -> tuple[np.ndarray, np.ndarray]:
-    """Forecasts and actuals of two rolling origins, each ``days`` long (oldest first)."""
-    predictions, actuals = [], []
-    for end in (len(y) - 2 * days, len(y) - days):
-        predictions.append(model().fit(y[:end]).predict(days))
-        actuals.append(y[end : end + days])
-    return np.stack(predictions), np.stack(actuals)
-
-
-def _coverage80(actual: np.ndarray, mean: np.ndarray, size: float) -> float:
-    bounds = floored_quantiles(mean, np.full(len(mean), size), np.zeros(len(mean)), (0.1, 0.9))
-    return float(np.mean((actual >= bounds[:, 0]) & (actual <= bounds[:, 1])))
-
-
-def forecast_series(
-    y: np.ndarray, horizon: int, backtest_days: int = 28
-) -> tuple[np.ndarray, str, float, list[dict[str, object]]]:
-    """Forecast one series: (mean for ``horizon`` days, model name, size, evaluation rows)."""
-    y = np.asarray(y, dtype=float)
-    if len(y) >= INACTIVE_DAYS and not np.any(y[-INACTIVE_DAYS:]):
-        return np.zeros(horizon), "inactive", float("inf"), []
-    if len(y) < MIN_BACKTEST_HISTORY + 2 * backtest_days:
-        level = float(np.mean(y)) if len(y) else 0.0
-        size = negbin_size(y, np.full(len(y), level)) if len(y) > 1 else float("inf")
-        return np.full(horizon, level), "short_history", size, []
-
-    rows: list[dict[str, object]] = []
-    best: tuple[float, str, type[Forecaster], float] | None = None
-    for model in CANDIDATES:
-        predicted, actual = _backtest(y, model, backtest_days)
-        scale = seasonal_naive_scale(y[: len(y) - 2 * backtest_days])
-        mae = float(np.mean(np.abs(actual - predicted)))
-        size_first = negbin_size(actual[0], predicted[0])
-        rows.append(
-            {
-                "model": model.name,
-                "mase": mae / scale,
-                "mae": mae,
-                "coverage80": _coverage80(actual[1], predicted[1], size_first),
-                "n_backtest_days": 2 * backtest_days,
-                "size": negbin_size(actual.ravel(), predicted.ravel()),
-            }
+def distribution_quantiles(
+    mean: np.ndarray, size: np.ndarray, family: np.ndarray, levels: Sequence[float] = QUANTILES
+) -> np.ndarray:
+    """Quantiles (n, len(levels)) of each row's distribution: integer for 'negbin' rows."""
+    mean = np.asarray(mean, dtype=float)
+    size = np.asarray(size, dtype=float)
+    gamma = np.asarray(family) == "gamma"
+    out = np.zeros((mean.size, len(levels)))
+    counts = ~gamma
+    if counts.any():
+        out[counts] = floored_quantiles(
+            mean[counts], size[counts], np.zeros(int(counts.sum())), tuple(levels)
         )
-        if best is None or mae / scale < best[0] - 1e-12:
-            best = (mae / scale, model.name, model, rows[-1]["size"])  # type: ignore[assignment]
-    assert best is not None
-    _, name, model, size = best
-    for row in rows:
-        row["selected"] = row["model"] == name
-        row.pop("size")
-    mean = model().fit(y).predict(horizon)
-    return np.clip(mean, 0.0, None), name, float(size), rows
+    rows = gamma & (mean > 0)
+    if rows.any():
+        shape = size[rows, None]
+        out[rows] = stats.gamma.ppf(
+            np.asarray(levels)[None, :], shape, scale=mean[rows, None] / shape
+        )
+    return out
+
+
+def with_quantiles(
+    forecast: pd.DataFrame, size: pd.Series, family: pd.Series | None = None
+) -> pd.DataFrame:
+    """Add ``p025 … p975`` columns to a forecast frame from each series' dispersion."""
+    mean = forecast["mean"].to_numpy(dtype=float)
+    sizes = forecast["series_id"].map(size).to_numpy(dtype=float)
+    families = (
+        forecast["series_id"].map(family).to_numpy(dtype=object)
+        if family is not None
+        else np.full(len(forecast), "negbin", dtype=object)
+    )
+    q = distribution_quantiles(mean, sizes, families)
+    return forecast.assign(**{c: q[:, i] for i, c in enumerate(QUANTILE_COLUMNS)})
+
+
+def _fast_quantiles(mean: np.ndarray, size: float, family: str) -> np.ndarray:
+    """Quantiles at :data:`QUANTILES` for calibration: exact for small counts, else approximate.
+
+    Counts with mean >= 30 use the Cornish-Fisher expansion of the negative binomial with a
+    continuity correction (off by one shift on ~2% of rows, 150x faster than the exact
+    quantile); smaller counts and gamma amounts are exact.
+    """
+    if family == "gamma":
+        return distribution_quantiles(mean, np.full(mean.size, size), np.full(mean.size, family))
+    out = np.empty((mean.size, len(QUANTILES)))
+    large = mean >= 30.0
+    small = ~large
+    out[small] = floored_quantiles(
+        mean[small], np.full(int(small.sum()), size), np.zeros(int(small.sum()))
+    )
+    m = mean[large, None]
+    variance = m + (m * m / size if np.isfinite(size) else 0.0)
+    sd = np.sqrt(variance)
+    skew = (2.0 * m / size + 1.0) / sd if np.isfinite(size) else 1.0 / sd
+    z = _NORMAL_Z[None, :]
+    out[large] = np.maximum(np.ceil(m + sd * (z + (z * z - 1.0) * skew / 6.0) - 0.5), 0.0)
+    return out
+
+
+def pinball_loss(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Pinball loss per row, averaged over ``levels`` (units of the data)."""
+    diff = np.asarray(actual, dtype=float)[:, None] - quantiles
+    tau = np.asarray(levels)[None, :]
+    return np.mean(np.maximum(tau * diff, (tau - 1.0) * diff), axis=1)
+
+
+def level_shift_start(y: np.ndarray) -> int | None:
+    """Index where a recent level shift starts, or None.
+
+    A shift is declared when the mean of the last 28 days differs from the mean of the 56 days
+    before by more than 50% (and at least 1 per day) and by more than 5 standard errors of
+    weekly totals; it starts where the cumulative deviation from the older mean peaks.
+    """
+    y = np.asarray(y, dtype=float)
+    if y.size < 12 * SEASON:
+        return None
+    recent, before = y[-4 * SEASON :], y[-12 * SEASON : -4 * SEASON]
+    old, new = before.mean(), recent.mean()
+    if abs(new - old) < max(0.5 * old, 1.0):
+        return None
+    weekly = before.reshape(-1, SEASON).sum(axis=1)
+    se = max(float(np.std(weekly, ddof=1)), np.sqrt(max(weekly.mean(), 1.0))) / SEASON
+    if abs(new - old) < 5.0 * se * np.sqrt(1 / 4 + 1 / 8):
+        return None
+    window = y[-8 * SEASON :] - old
+    cusum = np.cumsum(window[::-1])[::-1]  # deviation from the old mean from each day to the end
+    offset = int(np.argmax(np.abs(cusum) if new > old else np.abs(np.minimum(cusum, 0))))
+    return y.size - 8 * SEASON + offset
+
+
+@dataclass
+class _Backtest:
+    """One series' backtests: forecasts per candidate (origins x days) and the actuals."""
+
+    actual: np.ndarray
+    predicted: dict[str, np.ndarray]
+    scale: float
+
+
+def _fit_predict(
+    members: tuple[str, ...],
+    fitted: dict[str, np.ndarray],
+    y: np.ndarray,
+    start: np.datetime64,
+    horizon: int,
+    calendar: HolidayCalendar,
+) -> np.ndarray:
+    for name in members:
+        if name not in fitted:
+            fitted[name] = MODEL_FACTORIES[name](calendar).fit(y, start).predict(horizon)
+    return np.mean([fitted[m] for m in members], axis=0)
+
+
+def _backtest(
+    y: np.ndarray, start: np.datetime64, config: EngineConfig, days: int
+) -> _Backtest | None:
+    ends = [len(y) - days - j * config.origin_step for j in range(config.origins)]
+    ends = sorted(e for e in ends if e >= MIN_FIT_DAYS)
+    if not ends:
+        return None
+    candidates = config.candidates()
+    predicted: dict[str, list[np.ndarray]] = {name: [] for name, _ in candidates}
+    for end in ends:
+        fitted: dict[str, np.ndarray] = {}
+        for name, members in candidates:
+            predicted[name].append(
+                _fit_predict(members, fitted, y[:end], start, days, config.calendar)
+            )
+    actual = np.stack([y[e : e + days] for e in ends])
+    return _Backtest(
+        actual,
+        {name: np.clip(np.stack(p), 0.0, None) for name, p in predicted.items()},
+        seasonal_naive_scale(y),
+    )
+
+
+@dataclass
+class _SeriesPlan:
+    """What the engine decided for one series before calibration."""
+
+    series_id: str
+    mean: np.ndarray
+    model: str
+    family: str
+    size: float = np.nan  # filled by calibration unless fixed by a fallback
+    backtest: _Backtest | None = None
+    scores: list[dict[str, object]] = field(default_factory=list)
+
+
+def _plan_series(
+    sid: str, y: np.ndarray, start: np.datetime64, horizon: int, config: EngineConfig
+) -> _SeriesPlan:
+    family = "negbin" if np.all(np.mod(y, 1.0) == 0) else "gamma"
+    if y.size == 0 or not np.any(y) or (y.size >= INACTIVE_DAYS and not y[-INACTIVE_DAYS:].any()):
+        return _SeriesPlan(sid, np.zeros(horizon), "inactive", family, np.inf)
+    label = None
+    shift = level_shift_start(y)
+    if shift is not None:
+        y, start, label = y[shift:], start + shift, "level_shift"
+    days = min(max(horizon, MIN_BACKTEST_DAYS), config.max_backtest_days, y.size - MIN_FIT_DAYS)
+    backtest = _backtest(y, start, config, days) if days >= MIN_BACKTEST_DAYS else None
+    if backtest is None:
+        mean = WeekdayMean(weeks=len(y) // SEASON).fit(y).predict(horizon)
+        size = max(SHORT_HISTORY_SIZE, 0.0)
+        return _SeriesPlan(sid, mean, label or "short_history", family, size)
+    intermittent = np.mean(y[-config.max_backtest_days :] == 0) > INTERMITTENT_ZERO_SHARE
+    scores = []
+    best_name, best_score = "", np.inf
+    for name, predicted in backtest.predicted.items():
+        error = backtest.actual - predicted
+        mae = float(np.mean(np.abs(error)))
+        mase = mae / backtest.scale
+        rmsse = float(np.sqrt(np.mean(error**2))) / backtest.scale
+        scores.append(
+            {"model": name, "mase": mase, "mae": mae, "n_backtest_days": backtest.actual.size}
+        )
+        score = rmsse if intermittent else mase
+        if score < best_score - 1e-12:
+            best_name, best_score = name, score
+    members = dict(config.candidates())[best_name]
+    mean = _fit_predict(members, {}, y, start, horizon, config.calendar)
+    for row in scores:
+        row["selected"] = row["model"] == best_name
+    model = best_name if label is None else f"{label}:{best_name}"
+    return _SeriesPlan(sid, np.clip(mean, 0.0, None), model, family, np.nan, backtest, scores)
+
+
+def _calibrate(plans: list[_SeriesPlan]) -> None:
+    """Set each backtested plan's dispersion to the grid value with the least pinball loss."""
+    todo = [p for p in plans if p.backtest is not None]
+    for family, grid in (("negbin", _SIZE_GRID), ("gamma", _SHAPE_GRID)):
+        group = [p for p in todo if p.family == family]
+        if not group:
+            continue
+        preds, actuals, owners = [], [], []
+        for i, plan in enumerate(group):
+            assert plan.backtest is not None
+            name = next(str(r["model"]) for r in plan.scores if r["selected"])
+            preds.append(plan.backtest.predicted[name].ravel())
+            actuals.append(plan.backtest.actual.ravel())
+            owners.append(np.full(preds[-1].size, i))
+        pred, actual, owner = np.concatenate(preds), np.concatenate(actuals), np.concatenate(owners)
+        loss = np.empty((len(group), grid.size))
+        inside80 = np.empty((len(group), grid.size))
+        rows = np.bincount(owner, minlength=len(group))
+        for j, value in enumerate(grid):
+            q = _fast_quantiles(pred, float(value), family)
+            loss[:, j] = np.bincount(owner, pinball_loss(actual, q, QUANTILES), len(group)) / rows
+            inside = (actual >= q[:, 1]) & (actual <= q[:, 4])
+            inside80[:, j] = np.bincount(owner, inside, len(group)) / rows
+        best = np.argmin(loss, axis=1)
+        for i, plan in enumerate(group):
+            plan.size = float(grid[best[i]])
+            for row in plan.scores:
+                if row["selected"]:
+                    row["coverage80"] = float(inside80[i, best[i]])
 
 
 def forecast_many(
-    history: pd.DataFrame, horizon: int, backtest_days: int = 28, start: pd.Timestamp | None = None
+    history: pd.DataFrame,
+    horizon: int,
+    *,
+    calendar: HolidayCalendar | None = None,
+    config: EngineConfig | None = None,
+    start: pd.Timestamp | date | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EngineResult:
     """Forecast every series in ``history`` (``series_id, date, demand``) for ``horizon`` days.
 
     Each series' forecast starts the day after its own last date, or at ``start`` when given
     (the run's as_of: a series that ended earlier, e.g. a closed facility, is carried forward
-    to it).
+    to it). ``calendar`` sets the holidays (default US); ``config`` everything else.
+    ``progress(done, total)`` is called after each series.
     """
     missing = {"series_id", "date", "demand"} - set(history.columns)
     if missing:
         raise ValueError(f"history is missing column(s) {sorted(missing)}")
-    frames: list[pd.DataFrame] = []
-    sizes: dict[str, float] = {}
-    evaluations: list[dict[str, object]] = []
-    for sid, group in history.sort_values(["series_id", "date"]).groupby("series_id", sort=False):
-        y = group["demand"].to_numpy(dtype=float)
-        last = pd.Timestamp(group["date"].iloc[-1])
-        first_day = start if start is not None else last + pd.Timedelta(days=1)
-        gap = max(0, (first_day - last).days - 1)
-        mean, model, size, rows = forecast_series(y, horizon + gap, backtest_days)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "series_id": sid,
-                    "date": pd.date_range(first_day, periods=horizon, freq="D"),
-                    "mean": mean[gap:],
-                    "model": model,
-                }
-            )
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1 day, got {horizon}.")
+    config = config or EngineConfig(calendar=calendar or HolidayCalendar())
+    if calendar is not None and config.calendar != calendar:
+        config = EngineConfig(**{**vars(config), "calendar": calendar})
+    ordered = history.sort_values(["series_id", "date"])
+    groups = list(ordered.groupby("series_id", sort=False))
+    plans: list[_SeriesPlan] = []
+    first_days: list[pd.Timestamp] = []
+    gaps: list[int] = []
+    with threadpool_limits(1):  # many tiny matrix solves: BLAS threads would only contend
+        for done, (sid, group) in enumerate(groups, start=1):
+            dates = pd.DatetimeIndex(group["date"])
+            last = dates[-1]
+            first_day = pd.Timestamp(start) if start is not None else last + pd.Timedelta(days=1)
+            gap = max(0, (first_day - last).days - 1)
+            first = np.datetime64(dates[0].date(), "D")
+            y = group["demand"].to_numpy(dtype=float)
+            plans.append(_plan_series(str(sid), y, first, horizon + gap, config))
+            first_days.append(first_day)
+            gaps.append(gap)
+            if progress is not None:
+                progress(done, len(groups))
+        _calibrate(plans)
+    frames = [
+        pd.DataFrame(
+            {
+                "series_id": plan.series_id,
+                "date": pd.date_range(first_day, periods=horizon, freq="D"),
+                "mean": plan.mean[gap:],
+                "model": plan.model,
+            }
         )
-        sizes[sid] = size
-        evaluations.extend({"series_id": sid, **row} for row in rows)
+        for plan, first_day, gap in zip(plans, first_days, gaps, strict=True)
+    ]
     forecast = (
         pd.concat(frames, ignore_index=True)
         if frames
         else pd.DataFrame(columns=["series_id", "date", "mean", "model"])
     )
     evaluation = pd.DataFrame(
-        evaluations,
+        [{"series_id": p.series_id, "coverage80": None, **row} for p in plans for row in p.scores],
         columns=["series_id", "model", "mase", "mae", "coverage80", "selected", "n_backtest_days"],
     )
-    return EngineResult(forecast, pd.Series(sizes, name="size", dtype=float), evaluation)
-
-
-def with_quantiles(forecast: pd.DataFrame, size: pd.Series) -> pd.DataFrame:
-    """Add ``p025 … p975`` columns (shifts) to a forecast frame from each series' size."""
-    mean = forecast["mean"].to_numpy(dtype=float)
-    sizes = forecast["series_id"].map(size).to_numpy(dtype=float)
-    q = floored_quantiles(mean, sizes, np.zeros(len(mean)))
-    return forecast.assign(**{c: q[:, i] for i, c in enumerate(QUANTILE_COLUMNS)})
+    size = pd.Series({p.series_id: p.size for p in plans}, name="size", dtype=float)
+    family = pd.Series({p.series_id: p.family for p in plans}, name="family", dtype=object)
+    return EngineResult(forecast, size, family, evaluation)

@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     fc.add_argument("--input", required=True, type=Path, help="CSV: series_id,date,demand")
     fc.add_argument("--horizon", required=True, type=int, help="days to forecast")
     fc.add_argument("--output", required=True, type=Path, help="CSV to write")
+    fc.add_argument(
+        "--country",
+        help="holidays country code, e.g. US or GB (default: the holiday_country setting)",
+    )
+    fc.add_argument("--subdivision", help="holidays subdivision code, e.g. CA or ENG")
     return parser
 
 
@@ -229,8 +234,14 @@ def _open_source_with_retries(source: str, as_of: date, settings: Settings) -> S
 
 def _forecast(args: argparse.Namespace) -> int:
     from staffcast.forecast_file import forecast_file
+    from staffcast.settings import Settings
 
-    rows = forecast_file(args.input, args.horizon, args.output)
+    settings = Settings()
+    country = args.country or settings.holiday_country
+    subdivision = (
+        args.subdivision if args.country else (args.subdivision or settings.holiday_subdivision)
+    )
+    rows = forecast_file(args.input, args.horizon, args.output, country, subdivision)
     print(f"Wrote {rows} forecast rows to {args.output}")
     return 0
 

@@ -7,12 +7,14 @@ each series starting the day after its own last date.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
 
+from models.calendar import HolidayCalendar
 from models.count_distribution import QUANTILE_COLUMNS
-from models.forecasting import forecast_many, with_quantiles
+from models.forecasting import forecast_many
 from staffcast.errors import StaffcastError
 
 REQUIRED = ("series_id", "date", "demand")
@@ -60,13 +62,35 @@ def read_history(path: Path) -> pd.DataFrame:
     return pd.concat(filled, ignore_index=True)
 
 
-def forecast_file(input_path: Path, horizon: int, output_path: Path) -> int:
-    """Forecast every series in ``input_path`` for ``horizon`` days; returns rows written."""
+def _progress(done: int, total: int) -> None:
+    """One stderr line per tenth of the series (long files take minutes)."""
+    step = max(1, total // 10)
+    if total >= 50 and (done % step == 0 or done == total):
+        print(f"forecast: {done}/{total} series", file=sys.stderr, flush=True)
+
+
+def forecast_file(
+    input_path: Path,
+    horizon: int,
+    output_path: Path,
+    country: str = "US",
+    subdivision: str | None = None,
+) -> int:
+    """Forecast every series in ``input_path`` for ``horizon`` days; returns rows written.
+
+    Holidays are those of ``country`` (and ``subdivision``) from the ``holidays`` package plus
+    the agency days; the engine is the one the weekly flow uses.
+    """
     if horizon < 1:
         raise StaffcastError(f"--horizon must be at least 1 day, got {horizon}.")
+    calendar = HolidayCalendar(country.upper(), subdivision)
+    try:
+        calendar.validate()
+    except ValueError as exc:
+        raise StaffcastError(f"--country/--subdivision: {exc}") from exc
     history = read_history(input_path)
-    result = forecast_many(history, horizon)
-    out = with_quantiles(result.forecast, result.size)
+    result = forecast_many(history, horizon, calendar=calendar, progress=_progress)
+    out = result.with_quantiles()
     out["date"] = out["date"].dt.date
     columns = ["series_id", "date", "mean", *QUANTILE_COLUMNS, "model"]
     output_path.parent.mkdir(parents=True, exist_ok=True)

@@ -190,9 +190,29 @@ class Settings(BaseSettings):
         description="Demand sample paths per series used for regional quantiles and pools.",
     )
     backtest_days: int = Field(
-        28,
-        ge=7,
-        description="Days held out at the end of history to choose each series' model.",
+        91,
+        ge=14,
+        description=(
+            "Longest backtest window in days: each candidate model forecasts this many days "
+            "(or the horizon, if shorter) after each rolling origin to be scored and calibrated."
+        ),
+    )
+    backtest_origins: int = Field(
+        3, ge=1, le=12, description="Rolling origins per series for model choice and calibration."
+    )
+    backtest_origin_step: int = Field(
+        28, ge=1, description="Days between consecutive rolling origins."
+    )
+    forecast_models: tuple[str, ...] = Field(
+        ("seasonal_naive", "weekday_mean", "recent_mean", "holt_winters", "calendar_glm"),
+        description=(
+            "Candidate models (see models/forecasting.py MODEL_FACTORIES; add 'prophet' to try "
+            "Prophet too, at ~25x the cost per series)."
+        ),
+    )
+    forecast_combinations: tuple[tuple[str, ...], ...] = Field(
+        (("calendar_glm", "holt_winters"),),
+        description="Combinations (mean of the members' forecasts) scored beside the models.",
     )
     series_per_task: int = Field(
         250, ge=1, description="Series forecast by one Prefect task run (batching)."
