@@ -145,15 +145,16 @@ def engine_config(settings: Settings) -> EngineConfig:
             origins=settings.backtest_origins,
             origin_step=settings.backtest_origin_step,
             max_backtest_days=settings.backtest_days,
+            pooling=settings.selection_pooling,
         )
     except ValueError as exc:
         raise StaffcastError(f"Forecast settings are not usable: {exc}") from exc
 
 
 @task(**TASK_OPTIONS)
-def simulate(forecasts: pd.DataFrame, size: pd.Series, settings: Settings) -> DemandSimulation:
+def simulate(forecasts: pd.DataFrame, settings: Settings) -> DemandSimulation:
     """Facility quantiles and regional demand from summed sample paths."""
-    return simulate_demand(forecasts, size, n_paths=settings.sample_paths, seed=settings.seed)
+    return simulate_demand(forecasts, None, n_paths=settings.sample_paths, seed=settings.seed)
 
 
 @task(**TASK_OPTIONS)
@@ -227,7 +228,7 @@ def _forecast_all(
     validated: ValidationResult,
     as_of: date,
     settings: Settings,
-) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Forecast every series in batches; closed facilities get zero after their last day."""
     ids = history["series_id"].unique()
     batches = [
@@ -239,7 +240,6 @@ def _forecast_all(
     futures = forecast_batch.map(batches, settings.horizon_days, config, start)
     results: list[EngineResult] = futures.result()
     forecast = pd.concat([r.forecast for r in results], ignore_index=True)
-    size = pd.concat([r.size for r in results])
     evaluation = pd.concat([r.evaluation for r in results], ignore_index=True)
 
     series = history.drop_duplicates("series_id").set_index("series_id")
@@ -257,7 +257,7 @@ def _forecast_all(
     forecast["booked"] = forecast["booked"].fillna(0).astype(int)
     evaluation["facility_id"] = evaluation["series_id"].map(series["facility_id"])
     evaluation["role"] = evaluation["series_id"].map(series["role"])
-    return forecast, size, evaluation
+    return forecast, evaluation
 
 
 @flow(name="weekly-forecast", log_prints=True)
@@ -327,10 +327,10 @@ def weekly_forecast(
             markdown_summary(validated.outcomes, validated.counts, quarantine=validated.quarantine)
         )
         history, booked = _timed(stages, "demand", build_demand, validated, source, settings)
-        forecast, size, evaluation = _timed(
+        forecast, evaluation = _timed(
             stages, "forecast", _forecast_all, history, booked, validated, as_of, settings
         )
-        simulation = _timed(stages, "regional", simulate, forecast, size, settings)
+        simulation = _timed(stages, "regional", simulate, forecast, settings)
         staffing = _timed(stages, "plan", plan, simulation, validated, as_of, settings)
         extracted, used, quarantined = validated.rows("shift_requests")
         counts = {

@@ -92,6 +92,9 @@ default: it costs ~25x the calendar GLM per fit and did not win in benchmarks/ac
 DEFAULT_COMBINATIONS: tuple[tuple[str, ...], ...] = (("calendar_glm", "holt_winters"),)
 """Combinations scored beside the single models: the mean of the members' forecasts."""
 
+LEAD_BANDS: tuple[tuple[int, int], ...] = ((0, 30), (30, 60), (60, 10_000))
+"""Lead-time bands (days after the last fitted day, 0-based) calibrated separately."""
+
 _SIZE_GRID = np.concatenate([np.geomspace(0.3, 3000.0, 23), [np.inf]])
 _SHAPE_GRID = np.geomspace(0.5, 20000.0, 24)
 _NORMAL_Z = stats.norm.ppf(QUANTILES)
@@ -116,9 +119,10 @@ class EngineConfig:
     calendar: HolidayCalendar = field(default_factory=HolidayCalendar)
     models: tuple[str, ...] = DEFAULT_MODELS
     combinations: tuple[tuple[str, ...], ...] = DEFAULT_COMBINATIONS
-    origins: int = 3
-    origin_step: int = 28
+    origins: int = 4
+    origin_step: int = 91
     max_backtest_days: int = 91
+    pooling: float = 0.75
 
     def __post_init__(self) -> None:
         unknown = [
@@ -130,6 +134,8 @@ class EngineConfig:
             )
         if self.origins < 1 or self.origin_step < 1:
             raise ValueError("origins and origin_step must be at least 1.")
+        if not 0.0 <= self.pooling <= 1.0:
+            raise ValueError(f"pooling must be between 0 and 1, got {self.pooling}.")
 
     def candidates(self) -> list[tuple[str, tuple[str, ...]]]:
         """(name, member models) in order of simplicity: single models, then combinations."""
@@ -142,8 +148,8 @@ class EngineConfig:
 class EngineResult:
     """Forecasts, uncertainty and backtest scores for a batch of series."""
 
-    forecast: pd.DataFrame  # series_id, date, mean, model
-    size: pd.Series  # dispersion size per series_id (NB size or gamma shape)
+    forecast: pd.DataFrame  # series_id, date, mean, model, size (dispersion on that day)
+    size: pd.Series  # dispersion per series_id in the first lead band (NB size or gamma shape)
     family: pd.Series  # 'negbin' or 'gamma' per series_id
     evaluation: pd.DataFrame  # series_id, model, mase, mae, coverage80, selected, n_backtest_days
 
@@ -196,9 +202,16 @@ def distribution_quantiles(
 def with_quantiles(
     forecast: pd.DataFrame, size: pd.Series, family: pd.Series | None = None
 ) -> pd.DataFrame:
-    """Add ``p025 … p975`` columns to a forecast frame from each series' dispersion."""
+    """Add ``p025 … p975`` columns to a forecast frame from each series' dispersion.
+
+    A ``size`` column in ``forecast`` (per day, as the engine writes it) wins over ``size``.
+    """
     mean = forecast["mean"].to_numpy(dtype=float)
-    sizes = forecast["series_id"].map(size).to_numpy(dtype=float)
+    sizes = (
+        forecast["size"].to_numpy(dtype=float)
+        if "size" in forecast.columns
+        else forecast["series_id"].map(size).to_numpy(dtype=float)
+    )
     families = (
         forecast["series_id"].map(family).to_numpy(dtype=object)
         if family is not None
@@ -311,84 +324,154 @@ def _backtest(
 
 @dataclass
 class _SeriesPlan:
-    """What the engine decided for one series before calibration."""
+    """What the engine knows and decides about one series, step by step."""
 
     series_id: str
-    mean: np.ndarray
-    model: str
+    y: np.ndarray
+    start: np.datetime64
     family: str
-    size: float = np.nan  # filled by calibration unless fixed by a fallback
+    model: str = ""
+    mean: np.ndarray | None = None
+    size: float = np.nan  # set by a fallback or by calibration (the first lead band)
+    sizes: np.ndarray | None = None  # one per lead band, from calibration
     backtest: _Backtest | None = None
-    scores: list[dict[str, object]] = field(default_factory=list)
+    intermittent: bool = False
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    selected: str = ""
 
 
-def _plan_series(
+def _prepare(
     sid: str, y: np.ndarray, start: np.datetime64, horizon: int, config: EngineConfig
 ) -> _SeriesPlan:
+    """Apply the fallbacks; otherwise run and score the backtests of every candidate."""
     family = "negbin" if np.all(np.mod(y, 1.0) == 0) else "gamma"
+    plan = _SeriesPlan(sid, y, start, family)
     if y.size == 0 or not np.any(y) or (y.size >= INACTIVE_DAYS and not y[-INACTIVE_DAYS:].any()):
-        return _SeriesPlan(sid, np.zeros(horizon), "inactive", family, np.inf)
-    label = None
+        plan.model, plan.mean, plan.size = "inactive", np.zeros(horizon), np.inf
+        return plan
     shift = level_shift_start(y)
     if shift is not None:
-        y, start, label = y[shift:], start + shift, "level_shift"
+        plan.y, plan.start, plan.model = y[shift:], start + shift, "level_shift"
+    y = plan.y
     days = min(max(horizon, MIN_BACKTEST_DAYS), config.max_backtest_days, y.size - MIN_FIT_DAYS)
-    backtest = _backtest(y, start, config, days) if days >= MIN_BACKTEST_DAYS else None
-    if backtest is None:
-        mean = WeekdayMean(weeks=len(y) // SEASON).fit(y).predict(horizon)
-        size = max(SHORT_HISTORY_SIZE, 0.0)
-        return _SeriesPlan(sid, mean, label or "short_history", family, size)
-    intermittent = np.mean(y[-config.max_backtest_days :] == 0) > INTERMITTENT_ZERO_SHARE
-    scores = []
-    best_name, best_score = "", np.inf
-    for name, predicted in backtest.predicted.items():
-        error = backtest.actual - predicted
+    plan.backtest = _backtest(y, plan.start, config, days) if days >= MIN_BACKTEST_DAYS else None
+    if plan.backtest is None:
+        plan.model = plan.model or "short_history"
+        plan.mean = WeekdayMean(weeks=len(y) // SEASON).fit(y).predict(horizon)
+        plan.size = SHORT_HISTORY_SIZE
+        return plan
+    plan.intermittent = bool(np.mean(y[-config.max_backtest_days :] == 0) > INTERMITTENT_ZERO_SHARE)
+    for name, predicted in plan.backtest.predicted.items():
+        error = plan.backtest.actual - predicted
         mae = float(np.mean(np.abs(error)))
-        mase = mae / backtest.scale
-        rmsse = float(np.sqrt(np.mean(error**2))) / backtest.scale
-        scores.append(
-            {"model": name, "mase": mase, "mae": mae, "n_backtest_days": backtest.actual.size}
-        )
-        score = rmsse if intermittent else mase
-        if score < best_score - 1e-12:
-            best_name, best_score = name, score
-    members = dict(config.candidates())[best_name]
-    mean = _fit_predict(members, {}, y, start, horizon, config.calendar)
-    for row in scores:
-        row["selected"] = row["model"] == best_name
-    model = best_name if label is None else f"{label}:{best_name}"
-    return _SeriesPlan(sid, np.clip(mean, 0.0, None), model, family, np.nan, backtest, scores)
+        plan.scores[name] = {
+            "mae": mae,
+            "mase": mae / plan.backtest.scale,
+            "rmsse": float(np.sqrt(np.mean(error**2))) / plan.backtest.scale,
+        }
+    return plan
+
+
+def _select(plans: list[_SeriesPlan], pooling: float) -> None:
+    """Choose each backtested series' model by its own score shrunk toward the batch's.
+
+    One series' backtests are few and noisy (a level shift near an origin can crown the wrong
+    model), so the score is ``(1 - pooling) * own + pooling * mean over the batch`` (series of
+    the same kind: intermittent or not), with MASE, or RMSSE for intermittent series.
+    """
+    for intermittent in (False, True):
+        group = [p for p in plans if p.backtest is not None and p.intermittent == intermittent]
+        metric = "rmsse" if intermittent else "mase"
+        if not group:
+            continue
+        names = list(group[0].scores)
+        own = np.array([[p.scores[n][metric] for n in names] for p in group])
+        pooled = np.mean(np.minimum(own, 1e6), axis=0)
+        score = (1.0 - pooling) * own + pooling * pooled[None, :]
+        for plan, row in zip(group, score, strict=True):
+            plan.selected = names[int(np.argmin(row))]  # first minimum = simplest
+            plan.model = f"{plan.model}:{plan.selected}" if plan.model else plan.selected
+
+
+def _fit_selected(plan: _SeriesPlan, horizon: int, config: EngineConfig) -> None:
+    """Refit the selected candidate on the whole (post-shift) history and forecast."""
+    members = dict(config.candidates())[plan.selected]
+    mean = _fit_predict(members, {}, plan.y, plan.start, horizon, config.calendar)
+    plan.mean = np.clip(mean, 0.0, None)
 
 
 def _calibrate(plans: list[_SeriesPlan]) -> None:
-    """Set each backtested plan's dispersion to the grid value with the least pinball loss."""
+    """Set each backtested plan's dispersion per lead band to the least pinball loss.
+
+    For each band of :data:`LEAD_BANDS`, the grid value whose quantiles have the least mean
+    pinball loss on the backtest days of that lead time wins. A band the backtests do not
+    reach takes the previous band's value, and a later band is never narrower than an earlier
+    one (uncertainty does not shrink with lead time).
+    """
     todo = [p for p in plans if p.backtest is not None]
     for family, grid in (("negbin", _SIZE_GRID), ("gamma", _SHAPE_GRID)):
         group = [p for p in todo if p.family == family]
         if not group:
             continue
-        preds, actuals, owners = [], [], []
+        chosen = np.full((len(group), len(LEAD_BANDS)), np.nan)
+        coverage = np.full(len(group), np.nan)
+        for band, (low, high) in enumerate(LEAD_BANDS):
+            preds, actuals, owners = [], [], []
+            for i, plan in enumerate(group):
+                assert plan.backtest is not None
+                preds.append(plan.backtest.predicted[plan.selected][:, low:high].ravel())
+                actuals.append(plan.backtest.actual[:, low:high].ravel())
+                owners.append(np.full(preds[-1].size, i))
+            pred, actual = np.concatenate(preds), np.concatenate(actuals)
+            owner = np.concatenate(owners)
+            rows = np.bincount(owner, minlength=len(group))
+            if not rows.any():
+                continue
+            loss = np.empty((len(group), grid.size))
+            inside80 = np.empty((len(group), grid.size))
+            for j, value in enumerate(grid):
+                q = _fast_quantiles(pred, float(value), family)
+                loss[:, j] = np.bincount(owner, pinball_loss(actual, q, QUANTILES), len(group))
+                inside = (actual >= q[:, 1]) & (actual <= q[:, 4])
+                inside80[:, j] = np.bincount(owner, inside, len(group))
+            best = np.argmin(loss, axis=1)
+            reached = rows > 0
+            chosen[reached, band] = grid[best[reached]]
+            if band == 0:
+                coverage = inside80[np.arange(len(group)), best] / np.maximum(rows, 1)
         for i, plan in enumerate(group):
-            assert plan.backtest is not None
-            name = next(str(r["model"]) for r in plan.scores if r["selected"])
-            preds.append(plan.backtest.predicted[name].ravel())
-            actuals.append(plan.backtest.actual.ravel())
-            owners.append(np.full(preds[-1].size, i))
-        pred, actual, owner = np.concatenate(preds), np.concatenate(actuals), np.concatenate(owners)
-        loss = np.empty((len(group), grid.size))
-        inside80 = np.empty((len(group), grid.size))
-        rows = np.bincount(owner, minlength=len(group))
-        for j, value in enumerate(grid):
-            q = _fast_quantiles(pred, float(value), family)
-            loss[:, j] = np.bincount(owner, pinball_loss(actual, q, QUANTILES), len(group)) / rows
-            inside = (actual >= q[:, 1]) & (actual <= q[:, 4])
-            inside80[:, j] = np.bincount(owner, inside, len(group)) / rows
-        best = np.argmin(loss, axis=1)
-        for i, plan in enumerate(group):
-            plan.size = float(grid[best[i]])
-            for row in plan.scores:
-                if row["selected"]:
-                    row["coverage80"] = float(inside80[i, best[i]])
+            sizes = pd.Series(chosen[i]).ffill().to_numpy()
+            plan.sizes = np.minimum.accumulate(sizes)
+            plan.size = float(plan.sizes[0])
+            plan.scores[plan.selected]["coverage80"] = float(coverage[i])
+
+
+def _evaluation(plans: list[_SeriesPlan]) -> pd.DataFrame:
+    """One row per backtested series and candidate (the model_evaluation table's rows)."""
+    rows = [
+        {
+            "series_id": plan.series_id,
+            "model": name,
+            "mase": score["mase"],
+            "mae": score["mae"],
+            "coverage80": score.get("coverage80"),
+            "selected": name == plan.selected,
+            "n_backtest_days": plan.backtest.actual.size if plan.backtest is not None else None,
+        }
+        for plan in plans
+        for name, score in plan.scores.items()
+    ]
+    columns = ["series_id", "model", "mase", "mae", "coverage80", "selected", "n_backtest_days"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _size_by_day(plan: _SeriesPlan, gap: int, horizon: int) -> np.ndarray:
+    """The plan's dispersion on each forecast day, by lead time (days after its last day)."""
+    lead = gap + np.arange(horizon)
+    if plan.sizes is None:
+        return np.full(horizon, plan.size)
+    band = np.searchsorted([high for _, high in LEAD_BANDS], lead, side="right")
+    return plan.sizes[np.minimum(band, len(LEAD_BANDS) - 1)]
 
 
 def forecast_many(
@@ -404,8 +487,10 @@ def forecast_many(
 
     Each series' forecast starts the day after its own last date, or at ``start`` when given
     (the run's as_of: a series that ended earlier, e.g. a closed facility, is carried forward
-    to it). ``calendar`` sets the holidays (default US); ``config`` everything else.
-    ``progress(done, total)`` is called after each series.
+    to it). ``calendar`` sets the holidays (default US); ``config`` everything else. Series
+    forecast in one call share the pooled part of model selection (:func:`_select`): pass the
+    series of one run together. ``progress(done, total)`` is called after each series'
+    backtests.
     """
     missing = {"series_id", "date", "demand"} - set(history.columns)
     if missing:
@@ -428,19 +513,24 @@ def forecast_many(
             gap = max(0, (first_day - last).days - 1)
             first = np.datetime64(dates[0].date(), "D")
             y = group["demand"].to_numpy(dtype=float)
-            plans.append(_plan_series(str(sid), y, first, horizon + gap, config))
+            plans.append(_prepare(str(sid), y, first, horizon + gap, config))
             first_days.append(first_day)
             gaps.append(gap)
             if progress is not None:
                 progress(done, len(groups))
+        _select(plans, config.pooling)
+        for plan, gap in zip(plans, gaps, strict=True):
+            if plan.mean is None:
+                _fit_selected(plan, horizon + gap, config)
         _calibrate(plans)
     frames = [
         pd.DataFrame(
             {
                 "series_id": plan.series_id,
                 "date": pd.date_range(first_day, periods=horizon, freq="D"),
-                "mean": plan.mean[gap:],
+                "mean": plan.mean[gap:] if plan.mean is not None else np.zeros(horizon),
                 "model": plan.model,
+                "size": _size_by_day(plan, gap, horizon),
             }
         )
         for plan, first_day, gap in zip(plans, first_days, gaps, strict=True)
@@ -448,12 +538,8 @@ def forecast_many(
     forecast = (
         pd.concat(frames, ignore_index=True)
         if frames
-        else pd.DataFrame(columns=["series_id", "date", "mean", "model"])
-    )
-    evaluation = pd.DataFrame(
-        [{"series_id": p.series_id, "coverage80": None, **row} for p in plans for row in p.scores],
-        columns=["series_id", "model", "mase", "mae", "coverage80", "selected", "n_backtest_days"],
+        else pd.DataFrame(columns=["series_id", "date", "mean", "model", "size"])
     )
     size = pd.Series({p.series_id: p.size for p in plans}, name="size", dtype=float)
     family = pd.Series({p.series_id: p.family for p in plans}, name="family", dtype=object)
-    return EngineResult(forecast, size, family, evaluation)
+    return EngineResult(forecast, size, family, _evaluation(plans))

@@ -77,7 +77,7 @@ def week_start(dates: pd.DatetimeIndex | pd.Series) -> pd.DatetimeIndex:
 
 def simulate_demand(
     forecast: pd.DataFrame,
-    size: pd.Series,
+    size: pd.Series | None,
     n_paths: int = 1000,
     seed: int = 0,
 ) -> DemandSimulation:
@@ -88,7 +88,9 @@ def simulate_demand(
             ``mean`` is the expected demand of that series and day (shifts, >= 0) and ``booked``
             the requests already made for that day before as_of (shifts, integer >= 0). Every
             series must cover the same consecutive dates (the horizon).
-        size: negative-binomial size ``r > 0`` per ``series_id`` (``np.inf`` = Poisson).
+        size: negative-binomial size ``r > 0`` per ``series_id`` (``np.inf`` = Poisson), or
+            None when ``forecast`` has a ``size`` column (one size per series and day: the
+            engine's intervals widen with lead time).
         n_paths: sample paths per region and role.
         seed: random seed. Each (region, role) draws from its own stream derived from the seed
             and the region and role names, so a region's paths do not change when another region
@@ -106,13 +108,20 @@ def simulate_demand(
     if n_paths < 1:
         raise ValueError(f"n_paths must be at least 1, got {n_paths}.")
     frame, dates = _validated_forecast(forecast)
-    r_by_series = _validated_size(size, frame["series_id"])
     n_days = len(dates)
 
     frame = frame.sort_values(["series_id", "date"], kind="stable").reset_index(drop=True)
     m = frame["mean"].to_numpy(dtype=np.float64)
     booked = frame["booked"].to_numpy(dtype=np.int64)
-    r = r_by_series.reindex(frame["series_id"]).to_numpy(dtype=np.float64)
+    if size is None:
+        if "size" not in frame.columns:
+            raise ValueError("pass size per series, or a forecast with a size column.")
+        r = frame["size"].to_numpy(dtype=np.float64)
+        if np.isnan(r).any() or (r <= 0).any():
+            raise ValueError("the forecast's size column must be > 0 (np.inf for Poisson).")
+    else:
+        r_by_series = _validated_size(size, frame["series_id"])
+        r = r_by_series.reindex(frame["series_id"]).to_numpy(dtype=np.float64)
 
     facility = frame[["series_id", "facility_id", "role", "region", "date"]].copy()
     facility["mean"] = floored_mean(m, r, booked)
@@ -127,7 +136,7 @@ def simulate_demand(
     m_grid = m.reshape(n_series, n_days)
     booked_grid = booked.reshape(n_series, n_days)
     mean_grid = facility["mean"].to_numpy().reshape(n_series, n_days)
-    r_series = r.reshape(n_series, n_days)[:, 0]
+    r_grid = r.reshape(n_series, n_days)
 
     paths: dict[tuple[str, str], np.ndarray] = {}
     regional_rows: list[pd.DataFrame] = []
@@ -137,9 +146,7 @@ def simulate_demand(
         rng = np.random.default_rng(
             np.random.SeedSequence(seed, spawn_key=(_stable_id(key[0]), _stable_id(key[1])))
         )
-        total = _regional_paths(
-            rng, m_grid[rows], r_series[rows], booked_grid[rows], n_paths=n_paths
-        )
+        total = _regional_paths(rng, m_grid[rows], r_grid[rows], booked_grid[rows], n_paths=n_paths)
         paths[key] = total
         path_quantiles = np.quantile(total, list(QUANTILES), axis=0, method="inverted_cdf")
         block = pd.DataFrame({"region": key[0], "role": key[1], "date": dates})
@@ -197,18 +204,21 @@ def _regional_paths(
 ) -> np.ndarray:
     """Sum over facilities of ``max(NegBin draw, booked)``: int32 array (n_paths, n_days).
 
-    Each facility-day gets its own Gamma rate ``L ~ Gamma(r, m / r)`` per path (``L = m`` for
-    Poisson series). Given the rates, facility demands are independent Poisson(L), so on the
-    facility-days with nothing booked their sum is one Poisson draw with the summed rate (Poisson
-    additivity: the same distribution as drawing every facility, at a fraction of the cost).
+    ``size`` is the NB size per facility and day (n_facilities, n_days). Each facility-day gets
+    its own Gamma rate ``L ~ Gamma(r, m / r)`` per path (``L = m`` for Poisson series; a Poisson
+    day within a negative-binomial series takes ``r = 1e12``, the same in float32). Given the
+    rates, facility demands are independent Poisson(L), so on the facility-days with nothing
+    booked their sum is one Poisson draw with the summed rate (Poisson additivity: the same
+    distribution as drawing every facility, at a fraction of the cost).
     Facility-days with ``booked > 0`` are drawn one by one and floored at ``booked``.
     """
     n_facilities, n_days = mean.shape
     total = np.zeros((n_paths, n_days), dtype=np.int64)
     free_rate = np.zeros((n_paths, n_days), dtype=np.float64)  # summed rate of unbooked days
     per_block = max(1, _BLOCK_ELEMENTS // (n_paths * n_days))
+    all_poisson = np.isinf(size).all(axis=1)
     for poisson in (False, True):
-        chosen = np.flatnonzero(np.isinf(size) == poisson)
+        chosen = np.flatnonzero(all_poisson == poisson)
         for start in range(0, chosen.size, per_block):
             block = chosen[start : start + per_block]
             has_booking = booked[block] > 0
@@ -219,10 +229,10 @@ def _regional_paths(
                     mean[block][cell_facility, cell_day], (n_paths, cell_day.size)
                 )
             else:
-                r = size[block, None]
+                r = np.minimum(size[block], 1e12)
                 # float32 Gamma draws: twice as fast, and ample precision for a Poisson rate.
                 rate = rng.standard_gamma(
-                    np.broadcast_to(r, (block.size, n_days)),
+                    r,
                     size=(n_paths, block.size, n_days),
                     dtype=np.float32,
                 )
@@ -253,7 +263,8 @@ def _validated_forecast(forecast: pd.DataFrame) -> tuple[pd.DataFrame, pd.Dateti
         )
     if forecast.empty:
         raise ValueError("forecast is empty: there is no series to simulate.")
-    frame = forecast[list(FORECAST_COLUMNS)].copy()
+    keep = [*FORECAST_COLUMNS, *(["size"] if "size" in forecast.columns else [])]
+    frame = forecast[keep].copy()
     for column in ("series_id", "facility_id", "role", "region"):
         if frame[column].isna().any():
             raise ValueError(f"forecast column {column!r} has missing values.")

@@ -198,10 +198,30 @@ class Settings(BaseSettings):
         ),
     )
     backtest_origins: int = Field(
-        3, ge=1, le=12, description="Rolling origins per series for model choice and calibration."
+        4,
+        ge=1,
+        le=12,
+        description=(
+            "Rolling origins per series for model choice and calibration (fewer when the "
+            "history is short)."
+        ),
     )
     backtest_origin_step: int = Field(
-        28, ge=1, description="Days between consecutive rolling origins."
+        91,
+        ge=1,
+        description=(
+            "Days between rolling origins: a quarter apart, so that the backtests see a year "
+            "of different conditions, not four views of the same month."
+        ),
+    )
+    selection_pooling: float = Field(
+        0.75,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Weight (0-1) of the batch's mean backtest score in each series' model choice; "
+            "0 = each series on its own; one series' few backtests are noisy."
+        ),
     )
     forecast_models: tuple[str, ...] = Field(
         ("seasonal_naive", "weekday_mean", "recent_mean", "holt_winters", "calendar_glm"),

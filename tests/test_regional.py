@@ -257,3 +257,25 @@ def test_simulation_properties(specs, seed: int) -> None:
         assert (path >= floor).all()
         low = sim.regional.query("region == @region and role == @role")["p025"].to_numpy()
         assert (low >= floor).all()
+
+
+def test_a_size_column_widens_later_days() -> None:
+    """The engine's per-day dispersion (wider with lead time) reaches the regional paths."""
+    dates = pd.date_range("2026-01-05", periods=20, freq="D")
+    forecast = pd.DataFrame(
+        {
+            "series_id": "F1|RN",
+            "facility_id": "F1",
+            "role": "RN",
+            "region": "North",
+            "date": dates,
+            "mean": 20.0,
+            "booked": 0,
+            "size": np.where(np.arange(20) < 10, np.inf, 2.0),
+        }
+    )
+    sim = simulate_demand(forecast, None, n_paths=4000, seed=1)
+    spread = (sim.regional["p90"] - sim.regional["p10"]).to_numpy()
+    assert spread[10:].min() > 2 * spread[:10].max()
+    with pytest.raises(ValueError, match="size column"):
+        simulate_demand(forecast.drop(columns="size"), None)
