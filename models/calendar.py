@@ -94,10 +94,20 @@ class HolidayCalendar:
     def features(self, days: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Regression columns (0/1) for ``days`` (datetime64[D]): (matrix n x p, column names).
 
+        Consecutive ranges are cached (backtests ask for the same ones again and again).
+
         Columns: one per holiday seen in the window ('day:<holiday>'), then 'before:<k>' and
         'after:<k>' for k = 1 .. days_before / days_after (the k-th day before or after any
         holiday that is not itself a holiday).
         """
+        days = np.asarray(days, dtype="datetime64[D]")
+        if days.size > 1 and np.all(np.diff(days) == np.timedelta64(1, "D")):
+            matrix, names = _range_features(self, days[0], days.size)
+            return matrix, list(names)
+        return self._columns(days)
+
+    def _columns(self, days: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """The columns of :meth:`features`, computed (uncached)."""
         days = np.asarray(days, dtype="datetime64[D]")
         if days.size == 0:
             return np.zeros((0, 0)), []
@@ -121,3 +131,13 @@ class HolidayCalendar:
             columns.append(near.astype(float))
             names.append(f"after:{k}")
         return np.column_stack(columns) if columns else np.zeros((days.size, 0)), names
+
+
+@lru_cache(maxsize=256)
+def _range_features(
+    calendar: HolidayCalendar, first: np.datetime64, n: int
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Cached columns of ``n`` consecutive days from ``first`` (backtests reuse the same ranges)."""
+    matrix, names = calendar._columns(first + np.arange(n))
+    matrix.setflags(write=False)
+    return matrix, tuple(names)
