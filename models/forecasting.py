@@ -66,6 +66,7 @@ MIN_FIT_DAYS = 8 * SEASON
 MIN_BACKTEST_DAYS = 14
 INTERMITTENT_ZERO_SHARE = 0.5
 """A series with more zero days than this share (last backtest window) is intermittent."""
+MAX_ZERO_SHARE = 0.95
 SHORT_HISTORY_SIZE = 2.0
 """NB size (gamma shape) for short histories: variance m + m**2/2, wide on purpose."""
 
@@ -148,7 +149,7 @@ class EngineConfig:
 class EngineResult:
     """Forecasts, uncertainty and backtest scores for a batch of series."""
 
-    forecast: pd.DataFrame  # series_id, date, mean, model, size (dispersion on that day)
+    forecast: pd.DataFrame  # series_id, date, mean, model, size (dispersion that day), zero_share
     size: pd.Series  # dispersion per series_id in the first lead band (NB size or gamma shape)
     family: pd.Series  # 'negbin' or 'gamma' per series_id
     evaluation: pd.DataFrame  # series_id, model, mase, mae, coverage80, selected, n_backtest_days
@@ -178,11 +179,22 @@ def negbin_size(actual: np.ndarray, mean: np.ndarray) -> float:
 
 
 def distribution_quantiles(
-    mean: np.ndarray, size: np.ndarray, family: np.ndarray, levels: Sequence[float] = QUANTILES
+    mean: np.ndarray,
+    size: np.ndarray,
+    family: np.ndarray,
+    levels: Sequence[float] = QUANTILES,
+    zero_share: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Quantiles (n, len(levels)) of each row's distribution: integer for 'negbin' rows."""
+    """Quantiles (n, len(levels)) of each row's distribution: integer for 'negbin' rows.
+
+    'gamma' rows are a hurdle model: no demand with probability ``zero_share`` (default 0),
+    otherwise gamma with mean ``mean / (1 - zero_share)`` and shape ``size``, so the overall
+    mean stays ``mean`` and intermittent amounts (agency hours, zero most days) keep their
+    zeros in the lower quantiles.
+    """
     mean = np.asarray(mean, dtype=float)
     size = np.asarray(size, dtype=float)
+    zero = np.zeros(mean.size) if zero_share is None else np.asarray(zero_share, dtype=float)
     gamma = np.asarray(family) == "gamma"
     out = np.zeros((mean.size, len(levels)))
     counts = ~gamma
@@ -193,9 +205,11 @@ def distribution_quantiles(
     rows = gamma & (mean > 0)
     if rows.any():
         shape = size[rows, None]
-        out[rows] = stats.gamma.ppf(
-            np.asarray(levels)[None, :], shape, scale=mean[rows, None] / shape
-        )
+        pi = np.clip(zero[rows, None], 0.0, MAX_ZERO_SHARE)
+        level = np.asarray(levels)[None, :]
+        positive = np.clip((level - pi) / (1.0 - pi), 0.0, 1.0)
+        q = stats.gamma.ppf(positive, shape, scale=mean[rows, None] / (1.0 - pi) / shape)
+        out[rows] = np.where(level <= pi, 0.0, q)
     return out
 
 
@@ -204,7 +218,8 @@ def with_quantiles(
 ) -> pd.DataFrame:
     """Add ``p025 … p975`` columns to a forecast frame from each series' dispersion.
 
-    A ``size`` column in ``forecast`` (per day, as the engine writes it) wins over ``size``.
+    A ``size`` column in ``forecast`` (per day, as the engine writes it) wins over ``size``;
+    a ``zero_share`` column sets the hurdle of 'gamma' series (see :func:`distribution_quantiles`).
     """
     mean = forecast["mean"].to_numpy(dtype=float)
     sizes = (
@@ -217,11 +232,14 @@ def with_quantiles(
         if family is not None
         else np.full(len(forecast), "negbin", dtype=object)
     )
-    q = distribution_quantiles(mean, sizes, families)
+    zero = forecast["zero_share"].to_numpy(dtype=float) if "zero_share" in forecast else None
+    q = distribution_quantiles(mean, sizes, families, zero_share=zero)
     return forecast.assign(**{c: q[:, i] for i, c in enumerate(QUANTILE_COLUMNS)})
 
 
-def _fast_quantiles(mean: np.ndarray, size: float, family: str) -> np.ndarray:
+def _fast_quantiles(
+    mean: np.ndarray, size: float, family: str, zero_share: np.ndarray
+) -> np.ndarray:
     """Quantiles at :data:`QUANTILES` for calibration: exact for small counts, else approximate.
 
     Counts with mean >= 30 use the Cornish-Fisher expansion of the negative binomial with a
@@ -229,7 +247,8 @@ def _fast_quantiles(mean: np.ndarray, size: float, family: str) -> np.ndarray:
     quantile); smaller counts and gamma amounts are exact.
     """
     if family == "gamma":
-        return distribution_quantiles(mean, np.full(mean.size, size), np.full(mean.size, family))
+        sizes, families = np.full(mean.size, size), np.full(mean.size, family)
+        return distribution_quantiles(mean, sizes, families, zero_share=zero_share)
     out = np.empty((mean.size, len(QUANTILES)))
     large = mean >= 30.0
     small = ~large
@@ -250,6 +269,24 @@ def pinball_loss(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[flo
     diff = np.asarray(actual, dtype=float)[:, None] - quantiles
     tau = np.asarray(levels)[None, :]
     return np.mean(np.maximum(tau * diff, (tau - 1.0) * diff), axis=1)
+
+
+def is_inactive(y: np.ndarray) -> bool:
+    """No demand on the last ``INACTIVE_DAYS`` days, a gap twice as long as any before it.
+
+    A facility that closed or stopped using the agency stays at zero; an intermittent series
+    whose history already had gaps this long is not declared inactive for one more.
+    """
+    y = np.asarray(y, dtype=float)
+    nonzero = np.flatnonzero(y)
+    if nonzero.size == 0:
+        return True
+    current_gap = y.size - 1 - nonzero[-1]
+    if current_gap < INACTIVE_DAYS:
+        return False
+    earlier_gaps = np.diff(nonzero) - 1
+    longest = int(earlier_gaps.max()) if earlier_gaps.size else 0
+    return bool(current_gap >= 2 * longest)
 
 
 def level_shift_start(y: np.ndarray) -> int | None:
@@ -334,6 +371,7 @@ class _SeriesPlan:
     mean: np.ndarray | None = None
     size: float = np.nan  # set by a fallback or by calibration (the first lead band)
     sizes: np.ndarray | None = None  # one per lead band, from calibration
+    zero_share: float = 0.0  # hurdle of a 'gamma' series: share of recent days with none
     backtest: _Backtest | None = None
     intermittent: bool = False
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -346,13 +384,15 @@ def _prepare(
     """Apply the fallbacks; otherwise run and score the backtests of every candidate."""
     family = "negbin" if np.all(np.mod(y, 1.0) == 0) else "gamma"
     plan = _SeriesPlan(sid, y, start, family)
-    if y.size == 0 or not np.any(y) or (y.size >= INACTIVE_DAYS and not y[-INACTIVE_DAYS:].any()):
+    if y.size == 0 or not np.any(y) or is_inactive(y):
         plan.model, plan.mean, plan.size = "inactive", np.zeros(horizon), np.inf
         return plan
     shift = level_shift_start(y)
     if shift is not None:
         plan.y, plan.start, plan.model = y[shift:], start + shift, "level_shift"
     y = plan.y
+    if family == "gamma":
+        plan.zero_share = float(np.mean(y[-config.max_backtest_days :] == 0))
     days = min(max(horizon, MIN_BACKTEST_DAYS), config.max_backtest_days, y.size - MIN_FIT_DAYS)
     plan.backtest = _backtest(y, plan.start, config, days) if days >= MIN_BACKTEST_DAYS else None
     if plan.backtest is None:
@@ -424,13 +464,14 @@ def _calibrate(plans: list[_SeriesPlan]) -> None:
                 owners.append(np.full(preds[-1].size, i))
             pred, actual = np.concatenate(preds), np.concatenate(actuals)
             owner = np.concatenate(owners)
+            zero = np.array([p.zero_share for p in group])[owner]
             rows = np.bincount(owner, minlength=len(group))
             if not rows.any():
                 continue
             loss = np.empty((len(group), grid.size))
             inside80 = np.empty((len(group), grid.size))
             for j, value in enumerate(grid):
-                q = _fast_quantiles(pred, float(value), family)
+                q = _fast_quantiles(pred, float(value), family, zero)
                 loss[:, j] = np.bincount(owner, pinball_loss(actual, q, QUANTILES), len(group))
                 inside = (actual >= q[:, 1]) & (actual <= q[:, 4])
                 inside80[:, j] = np.bincount(owner, inside, len(group))
@@ -531,6 +572,7 @@ def forecast_many(
                 "mean": plan.mean[gap:] if plan.mean is not None else np.zeros(horizon),
                 "model": plan.model,
                 "size": _size_by_day(plan, gap, horizon),
+                "zero_share": plan.zero_share,
             }
         )
         for plan, first_day, gap in zip(plans, first_days, gaps, strict=True)
@@ -538,7 +580,7 @@ def forecast_many(
     forecast = (
         pd.concat(frames, ignore_index=True)
         if frames
-        else pd.DataFrame(columns=["series_id", "date", "mean", "model", "size"])
+        else pd.DataFrame(columns=["series_id", "date", "mean", "model", "size", "zero_share"])
     )
     size = pd.Series({p.series_id: p.size for p in plans}, name="size", dtype=float)
     family = pd.Series({p.series_id: p.family for p in plans}, name="family", dtype=object)

@@ -207,3 +207,24 @@ def test_smoke_accuracy_on_real_ambulance_data() -> None:
         )
     assert np.mean(mase) < 0.75 < np.mean(naive_mase)
     assert 0.7 <= np.mean(inside) <= 0.9
+
+
+def test_intermittent_hours_keep_their_zeros() -> None:
+    """Agency hours: zero on most days, 8-12 hours otherwise: p10 is 0, p90 is a shift."""
+    rng = np.random.default_rng(8)
+    y = np.where(rng.random(700) < 0.25, rng.uniform(8, 12, 700).round(2), 0.0)
+    out, _ = _one(y, horizon=56)
+    assert (out["p10"] == 0).all() and (out["p50"] == 0).all()
+    assert (out["p95"] >= 6).all()
+    assert out["mean"].mean() == pytest.approx(0.25 * 10, rel=0.3)
+
+
+def test_a_gap_no_longer_than_earlier_gaps_is_not_a_closure() -> None:
+    from models.forecasting import is_inactive
+
+    y = np.zeros(400)
+    y[[10, 100, 190, 280]] = 5.0  # gaps of ~90 days, then 119 days of zeros
+    assert not is_inactive(y)
+    y2 = np.ones(400)
+    y2[-60:] = 0
+    assert is_inactive(y2)
