@@ -75,6 +75,7 @@ MODEL_FACTORIES: dict[str, Callable[[HolidayCalendar], Forecaster]] = {
     "weekday_mean": lambda cal: WeekdayMean(),
     "recent_mean": lambda cal: RecentMean(),
     "holt_winters": lambda cal: HoltWinters(),
+    "holt_winters_14": lambda cal: HoltWinters(season=14),
     "calendar_glm": lambda cal: CalendarGLM(calendar=cal),
     "prophet": lambda cal: ProphetModel(calendar=cal),
 }
@@ -85,12 +86,16 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "weekday_mean",
     "recent_mean",
     "holt_winters",
+    "holt_winters_14",
     "calendar_glm",
 )
 """Candidates of the weekly run. Prophet is available (``models=(..., "prophet")``) but off by
 default: it costs ~25x the calendar GLM per fit and did not win in benchmarks/accuracy.py."""
 
-DEFAULT_COMBINATIONS: tuple[tuple[str, ...], ...] = (("calendar_glm", "holt_winters"),)
+DEFAULT_COMBINATIONS: tuple[tuple[str, ...], ...] = (
+    ("calendar_glm", "holt_winters"),
+    ("holt_winters", "holt_winters_14"),
+)
 """Combinations scored beside the single models: the mean of the members' forecasts."""
 
 LEAD_BANDS: tuple[tuple[int, int], ...] = ((0, 30), (30, 60), (60, 10_000))

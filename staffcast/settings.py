@@ -224,14 +224,21 @@ class Settings(BaseSettings):
         ),
     )
     forecast_models: tuple[str, ...] = Field(
-        ("seasonal_naive", "weekday_mean", "recent_mean", "holt_winters", "calendar_glm"),
+        (
+            "seasonal_naive",
+            "weekday_mean",
+            "recent_mean",
+            "holt_winters",
+            "holt_winters_14",
+            "calendar_glm",
+        ),
         description=(
             "Candidate models (see models/forecasting.py MODEL_FACTORIES; add 'prophet' to try "
             "Prophet too, at ~25x the cost per series)."
         ),
     )
     forecast_combinations: tuple[tuple[str, ...], ...] = Field(
-        (("calendar_glm", "holt_winters"),),
+        (("calendar_glm", "holt_winters"), ("holt_winters", "holt_winters_14")),
         description="Combinations (mean of the members' forecasts) scored beside the models.",
     )
     series_per_task: int = Field(
