@@ -186,8 +186,10 @@ class CalendarGLM(Forecaster):
     last fitted day) is damped: the forecast carries ``trend_damping`` of it forward. Days whose
     Pearson residual exceeds ``robust_c`` (in standard deviations) are down-weighted, so a
     storm, an outage or a block of unreported days does not bend the fit. ``ridge`` shrinks
-    every effect but the intercept toward zero, in units of Poisson information (it matters only
-    for sparse series, where it keeps rare holidays from exploding).
+    every effect but the intercept toward zero with the weight of ``ridge`` average days of
+    data: a holiday at half the usual demand seen three times keeps three quarters of its
+    effect (in log units), and a sparse
+    series' holiday that happened to be zero does not get an effect of minus infinity.
     """
 
     name = "calendar_glm"
@@ -198,7 +200,7 @@ class CalendarGLM(Forecaster):
         yearly_terms: int = 6,
         max_days: int = 1096,
         trend_damping: float = 0.5,
-        ridge: float = 1.0,
+        ridge: float = 0.5,
         robust_c: float = 3.0,
     ) -> None:
         self.calendar = calendar
@@ -257,6 +259,17 @@ class CalendarGLM(Forecaster):
             x[:, trend_column] *= self.trend_damping
         return np.exp(np.clip(x @ self.coef_, -30.0, 30.0))
 
+    def holiday_factor(self, horizon: int) -> np.ndarray:
+        """Multiplier of each forecast day from holidays and their windows alone (1 = none).
+
+        Lets models that know no calendar borrow this model's holiday effects.
+        """
+        if self.zero_ or not self.holiday_columns_:
+            return np.ones(horizon)
+        days = self.end_ + 1 + np.arange(horizon)
+        x = self._design(days, self.end_)[:, -len(self.holiday_columns_) :]
+        return np.exp(np.clip(x @ self.coef_[-len(self.holiday_columns_) :], -5.0, 5.0))
+
     @classmethod
     def test_params(cls) -> list[dict[str, Any]]:
         return [{}, {"yearly_terms": 2, "trend_damping": 0.0, "robust_c": 100.0}]
@@ -266,7 +279,7 @@ def _robust_poisson_irls(
     x: np.ndarray, y: np.ndarray, ridge: float, robust_c: float, iterations: int = 25
 ) -> np.ndarray:
     """Ridge-penalised Poisson regression by IRLS, then refitted with Huber-type weights."""
-    penalty = np.full(x.shape[1], ridge)
+    penalty = np.full(x.shape[1], ridge * max(float(y.mean()), 1e-9))  # in days of information
     penalty[0] = 0.0
     coef = np.zeros(x.shape[1])
     coef[0] = np.log(y.mean() + 1e-9)

@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -91,6 +92,10 @@ DEFAULT_MODELS: tuple[str, ...] = (
 )
 """Candidates of the weekly run. Prophet is available (``models=(..., "prophet")``) but off by
 default: it costs ~25x the calendar GLM per fit and did not win in benchmarks/accuracy.py."""
+
+CALENDAR_MODELS = frozenset({"calendar_glm", "prophet"})
+"""Models that learn holiday effects themselves; the others borrow the calendar GLM's."""
+HOLIDAY_KEY = "_holidays"
 
 DEFAULT_COMBINATIONS: tuple[tuple[str, ...], ...] = (
     ("calendar_glm", "holt_winters"),
@@ -329,15 +334,29 @@ class _Backtest:
 
 def _fit_predict(
     members: tuple[str, ...],
-    fitted: dict[str, np.ndarray],
+    fitted: dict[str, Any],
     y: np.ndarray,
     start: np.datetime64,
     horizon: int,
     calendar: HolidayCalendar,
 ) -> np.ndarray:
+    """Mean forecast of ``members`` fitted on ``y``; ``fitted`` caches forecasts by model name.
+
+    Models that know no calendar (all but the calendar GLM and Prophet) are multiplied by the
+    calendar GLM's holiday factors, so every candidate forecasts Christmas as a holiday: a
+    backtest window rarely holds one, so selection alone would not keep holiday effects.
+    """
     for name in members:
-        if name not in fitted:
-            fitted[name] = MODEL_FACTORIES[name](calendar).fit(y, start).predict(horizon)
+        if name in fitted:
+            continue
+        forecast = MODEL_FACTORIES[name](calendar).fit(y, start).predict(horizon)
+        if name not in CALENDAR_MODELS:
+            if HOLIDAY_KEY not in fitted:
+                fitted[HOLIDAY_KEY] = CalendarGLM(calendar=calendar).fit(y, start)
+            glm = fitted[HOLIDAY_KEY]
+            assert isinstance(glm, CalendarGLM)
+            forecast = forecast * glm.holiday_factor(horizon)
+        fitted[name] = forecast
     return np.mean([fitted[m] for m in members], axis=0)
 
 
@@ -351,7 +370,7 @@ def _backtest(
     candidates = config.candidates()
     predicted: dict[str, list[np.ndarray]] = {name: [] for name, _ in candidates}
     for end in ends:
-        fitted: dict[str, np.ndarray] = {}
+        fitted: dict[str, Any] = {}
         for name, members in candidates:
             predicted[name].append(
                 _fit_predict(members, fitted, y[:end], start, days, config.calendar)

@@ -121,3 +121,33 @@ def test_forecast_command_rejects_bad_input_clearly(
     err = capsys.readouterr().err
     assert code == 1
     assert "rule 'date must be a date" in err and "someday" in err
+
+
+def test_forecast_command_uses_the_country_holidays(tmp_path: Path) -> None:
+    """Three English years with Boxing Day at a third of normal: the next one is forecast low."""
+    rng = np.random.default_rng(2)
+    dates = pd.date_range("2015-12-01", "2018-12-01", freq="D")
+    boxing = (dates.month == 12) & (dates.day == 26)
+    demand = rng.poisson(np.where(boxing, 100, 300))
+    source = tmp_path / "history.csv"
+    pd.DataFrame({"series_id": "area", "date": dates, "demand": demand}).to_csv(source, index=False)
+    for country, subdivision, name in (("GB", "ENG", "gb.csv"), ("US", None, "us.csv")):
+        args = ["forecast", "--input", str(source), "--horizon", "40"]
+        args += ["--output", str(tmp_path / name), "--country", country]
+        args += ["--subdivision", subdivision] if subdivision else []
+        assert main(args) == 0
+    gb = pd.read_csv(tmp_path / "gb.csv", parse_dates=["date"]).set_index("date")["mean"]
+    us = pd.read_csv(tmp_path / "us.csv", parse_dates=["date"]).set_index("date")["mean"]
+    assert gb["2018-12-26"] < 0.7 * gb["2018-12-19"]
+    assert us["2018-12-26"] > 0.8 * us["2018-12-19"]  # not a US holiday
+
+
+def test_forecast_command_rejects_an_unknown_country(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "history.csv"
+    source.write_text("series_id,date,demand\na,2024-01-01,3\n")
+    args = ["forecast", "--input", str(source), "--horizon", "7"]
+    code = main([*args, "--output", str(tmp_path / "o.csv"), "--country", "XX"])
+    assert code == 1
+    assert "XX" in capsys.readouterr().err

@@ -65,11 +65,13 @@ def test_seasonal_naive_repeats_the_last_week() -> None:
 
 
 def test_calendar_glm_learns_weekdays_and_a_holiday() -> None:
-    """Three years with Christmas at a third of a normal day: next Christmas is forecast low."""
-    days = np.arange(np.datetime64("2022-01-01"), np.datetime64("2024-12-01"))
+    """Three Christmases at a third of a normal day: the next one is forecast low."""
+    days = np.arange(np.datetime64("2021-12-01"), np.datetime64("2024-12-01"))
     weekday = (days.view("int64") + 3) % 7
     mean = np.where(weekday >= 5, 20.0, 40.0)
-    christmas = np.isin(days, np.array(["2022-12-25", "2023-12-25"], dtype="datetime64[D]"))
+    christmas = np.isin(
+        days, np.array(["2021-12-25", "2022-12-25", "2023-12-25"], dtype="datetime64[D]")
+    )
     mean = np.where(christmas, mean / 3, mean)
     y = np.random.default_rng(3).poisson(mean).astype(float)
     model = CalendarGLM(calendar=HolidayCalendar("US")).fit(y, days[0])
@@ -77,7 +79,7 @@ def test_calendar_glm_learns_weekdays_and_a_holiday() -> None:
     forecast_days = days[-1] + 1 + np.arange(40)
     xmas = forecast[forecast_days == np.datetime64("2024-12-25")][0]
     same_weekday = forecast[forecast_days == np.datetime64("2024-12-18")][0]
-    assert xmas < 0.5 * same_weekday
+    assert xmas < 0.6 * same_weekday
     saturday = forecast[forecast_days == np.datetime64("2024-12-07")][0]
     tuesday = forecast[forecast_days == np.datetime64("2024-12-10")][0]
     assert saturday == pytest.approx(20, rel=0.15) and tuesday == pytest.approx(40, rel=0.15)
