@@ -2,36 +2,43 @@
 
 Data shapes (STYLE 1): history is a long frame ``series_id, date, demand`` (demand per day,
 consecutive days per series, >= 0; shifts in the weekly run); forecasts are long frames
-``series_id, date, mean, model`` with one :class:`Dispersion` per series that turns a mean into
-quantiles; evaluations are one row per series and candidate model.
+``series_id, date, mean, model, size, zero_share`` (``size`` and ``zero_share`` turn the mean
+into a distribution, see :class:`Dispersion`); evaluations are one row per series and candidate.
 
 How a series is forecast:
 
 1. **Fallbacks first** (each is the model name in the output):
-   - ``inactive``: no demand on any of the last 8 weeks (a facility that closed): zero.
+   - ``inactive``: no demand on the last 8 weeks, a gap at least twice as long as any earlier
+     one (a facility that closed; an intermittent series used to long gaps is not): zero.
    - ``level_shift``: the last 4 weeks differ from the 8 before by more than half and far beyond
      noise (a contract won or lost last month): the history before the shift is dropped, and
-     the rest of the steps run on what is left (usually the short-history rule below).
+     the rest of the steps run on what is left (usually the short-history rule below); the
+     model name is then ``level_shift`` or ``level_shift:<model>``.
    - ``short_history``: too little history for backtests (under ``MIN_FIT_DAYS`` + 14 days,
      e.g. a facility new this month, or 3 days): the mean of each weekday over the whole weeks
      seen (the plain mean under one week), with a wide dispersion (``SHORT_HISTORY_SIZE``).
    - All-zero history: zero. Intermittent series (most days zero) are selected by RMSSE (step
-     3); the candidates include a flat recent rate, and dispersion is calibrated as for any other.
+     3); the candidates include a flat recent rate, and amounts (hours) get a hurdle at zero.
 2. **Backtests**: every candidate model (:data:`DEFAULT_MODELS`) and combination
    (:data:`DEFAULT_COMBINATIONS`, the mean of their members) is fitted at ``origins`` rolling
-   origins ``origin_step`` days apart, the last one ``backtest_days`` before the end, and
-   forecasts the ``backtest_days`` after each origin (``backtest_days`` = the horizon, at most
-   ``max_backtest_days``).
+   origins ``origin_step`` days apart (four, a quarter apart: the last year), the last one
+   ``backtest_days`` before the end, and forecasts the ``backtest_days`` after each origin
+   (``backtest_days`` = the horizon, at least 14 and at most ``max_backtest_days``). Models that
+   know no calendar borrow the calendar GLM's holiday effects (:func:`_fit_predict`).
 3. **Selection** by MASE: mean absolute error over the backtests divided by the in-sample mean
-   absolute error of the lag-7 seasonal naive forecast; the lowest wins, ties go to the simpler.
-   Intermittent series (more than half the recent days zero) are selected by RMSSE (root mean
-   squared error on the same scale) instead, as in the M5 competition: absolute error rewards
-   forecasting zero every day, and staffing needs the mean rate, not the median day.
+   absolute error of the lag-7 seasonal naive forecast. Each series' score is shrunk toward the
+   mean score of the series forecast in the same call (``pooling``, :func:`_select`); the lowest
+   wins, ties go to the simpler. Intermittent series (more than half the recent days zero) are
+   selected by RMSSE (root mean squared error on the same scale) instead, as in the M5
+   competition: absolute error rewards forecasting zero every day, and staffing needs the mean
+   rate, not the median day.
 4. **Calibration**: the winner's backtest forecasts and actuals fix the series' dispersion: the
    negative-binomial size ``r`` (count series: variance ``m + m**2 / r``, integer quantiles) or
-   the gamma shape (series with fractional values, e.g. hours: variance ``m**2 / shape``) that
-   minimises the mean pinball loss over :data:`QUANTILES` on the backtests. Quantiles are thus
-   calibrated on out-of-sample errors, never negative, ordered, and count-valued for counts.
+   the gamma shape (series with fractional values, e.g. hours: variance ``m**2 / shape``, with
+   a hurdle at zero for the share of recent zero days) that minimises the mean pinball loss
+   over :data:`QUANTILES` on the backtests, separately for each lead band of
+   :data:`LEAD_BANDS` (never narrower further out). Quantiles are thus calibrated on
+   out-of-sample errors, never negative, ordered, and count-valued for counts.
 5. The winner is refitted on the whole history and forecasts the horizon.
 
 Nothing here does I/O or imports Prefect or SQLAlchemy.
