@@ -406,7 +406,9 @@ class _SeriesPlan:
     backtest: _Backtest | None = None
     intermittent: bool = False
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    origin_scores: dict[str, np.ndarray] = field(default_factory=dict)  # metric per origin
     selected: str = ""
+    calibration: np.ndarray | None = None  # (origins, days): forecasts calibration is fitted on
 
 
 def _prepare(
@@ -440,6 +442,10 @@ def _prepare(
             "mase": mae / plan.backtest.scale,
             "rmsse": float(np.sqrt(np.mean(error**2))) / plan.backtest.scale,
         }
+        per_origin = (
+            np.sqrt(np.mean(error**2, axis=1)) if plan.intermittent else np.mean(np.abs(error), 1)
+        )
+        plan.origin_scores[name] = per_origin / plan.backtest.scale
     return plan
 
 
@@ -462,6 +468,27 @@ def _select(plans: list[_SeriesPlan], pooling: float) -> None:
         for plan, row in zip(group, score, strict=True):
             plan.selected = names[int(np.argmin(row))]  # first minimum = simplest
             plan.model = f"{plan.model}:{plan.selected}" if plan.model else plan.selected
+            plan.calibration = _nested_forecasts(plan, names, pooled, pooling)
+
+
+def _nested_forecasts(
+    plan: _SeriesPlan, names: list[str], pooled: np.ndarray, pooling: float
+) -> np.ndarray:
+    """Backtest forecasts of the whole choose-then-forecast procedure, origin by origin.
+
+    At each origin the model is chosen on the *other* origins (with the same pooling), so the
+    errors the dispersion is calibrated on include the cost of sometimes choosing wrong: the
+    winner's own backtest errors are optimistic (it won partly by luck on those very days).
+    """
+    assert plan.backtest is not None
+    per_origin = np.array([plan.origin_scores[n] for n in names])  # (candidates, origins)
+    origins = per_origin.shape[1]
+    rows = []
+    for k in range(origins):
+        others = np.delete(per_origin, k, axis=1) if origins > 1 else per_origin
+        score = (1.0 - pooling) * others.mean(axis=1) + pooling * pooled
+        rows.append(plan.backtest.predicted[names[int(np.argmin(score))]][k])
+    return np.stack(rows)
 
 
 def _fit_selected(plan: _SeriesPlan, horizon: int, config: EngineConfig) -> None:
@@ -490,7 +517,8 @@ def _calibrate(plans: list[_SeriesPlan]) -> None:
             preds, actuals, owners = [], [], []
             for i, plan in enumerate(group):
                 assert plan.backtest is not None
-                preds.append(plan.backtest.predicted[plan.selected][:, low:high].ravel())
+                assert plan.calibration is not None
+                preds.append(plan.calibration[:, low:high].ravel())
                 actuals.append(plan.backtest.actual[:, low:high].ravel())
                 owners.append(np.full(preds[-1].size, i))
             pred, actual = np.concatenate(preds), np.concatenate(actuals)
