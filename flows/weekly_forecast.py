@@ -33,7 +33,7 @@ from models import demand as demand_model
 from models.calendar import HolidayCalendar
 from models.forecasting import EngineConfig, EngineResult, forecast_many
 from models.plan import PlanInputs, StaffingPlan, build_plan
-from models.regional import DemandSimulation, simulate_demand
+from models.regional import DemandSimulation, shared_day_cv, simulate_demand
 from models.staffing import StaffingParams
 from reports import publish as publishing
 from reports.html_report import write_report
@@ -152,9 +152,18 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 @task(**TASK_OPTIONS)
-def simulate(forecasts: pd.DataFrame, settings: Settings) -> DemandSimulation:
-    """Facility quantiles and regional demand from summed sample paths."""
-    return simulate_demand(forecasts, None, n_paths=settings.sample_paths, seed=settings.seed)
+def simulate(
+    forecasts: pd.DataFrame, history: pd.DataFrame, settings: Settings
+) -> DemandSimulation:
+    """Facility quantiles and regional demand from summed sample paths with a shared day effect."""
+    day_cv = shared_day_cv(history)
+    get_run_logger().info(
+        "Shared day effect (cv) per region and role: %s",
+        ", ".join(f"{r}/{k} {v:.3f}" for (r, k), v in day_cv.items()),
+    )
+    return simulate_demand(
+        forecasts, None, n_paths=settings.sample_paths, seed=settings.seed, day_cv=day_cv
+    )
 
 
 @task(**TASK_OPTIONS)
@@ -330,7 +339,7 @@ def weekly_forecast(
         forecast, evaluation = _timed(
             stages, "forecast", _forecast_all, history, booked, validated, as_of, settings
         )
-        simulation = _timed(stages, "regional", simulate, forecast, settings)
+        simulation = _timed(stages, "regional", simulate, forecast, history, settings)
         staffing = _timed(stages, "plan", plan, simulation, validated, as_of, settings)
         extracted, used, quarantined = validated.rows("shift_requests")
         counts = {

@@ -10,10 +10,12 @@ independently across days and series, with variance ``m + m**2 / r`` (``r = inf`
 Requests already booked for a day (``booked``) are a lower bound on that day's demand, so the
 demand we plan for is ``max(D, booked)``.
 
-Independence across facilities is an assumption of this version: a later issue adds a shared
-day effect (a regional multiplier per day and path) that correlates facilities of a region and
-widens regional intervals. It will enter :func:`simulate_demand` where the Gamma rates are drawn
-(multiply them by the day effect); the exact per-facility quantiles do not change.
+Facilities of a region move together on some days (weather, a flu wave, a local event), so
+their demands are not independent: a shared day effect ``G ~ Gamma(mean 1, cv)`` per region,
+role, day and path multiplies every facility's rate (:func:`shared_day_cv` estimates ``cv`` from
+history). Each facility's own Gamma is narrowed so that its total variance stays ``m**2 / r``
+(exactly, while ``cv**2 <= 1 / r``): facility quantiles are unchanged, the regional mean is still
+the sum of facility means, and regional intervals widen by the facilities' co-movement.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def simulate_demand(
     size: pd.Series | None,
     n_paths: int = 1000,
     seed: int = 0,
+    day_cv: pd.Series | None = None,
 ) -> DemandSimulation:
     """Exact facility quantiles and simulated regional demand, floored at booked requests.
 
@@ -92,6 +95,8 @@ def simulate_demand(
             None when ``forecast`` has a ``size`` column (one size per series and day: the
             engine's intervals widen with lead time).
         n_paths: sample paths per region and role.
+        day_cv: coefficient of variation of the shared day effect per (region, role) index
+            (:func:`shared_day_cv`); missing or None means independent facilities.
         seed: random seed. Each (region, role) draws from its own stream derived from the seed
             and the region and role names, so a region's paths do not change when another region
             is added or removed; within a region, facilities are drawn in ``series_id`` order.
@@ -146,7 +151,10 @@ def simulate_demand(
         rng = np.random.default_rng(
             np.random.SeedSequence(seed, spawn_key=(_stable_id(key[0]), _stable_id(key[1])))
         )
-        total = _regional_paths(rng, m_grid[rows], r_grid[rows], booked_grid[rows], n_paths=n_paths)
+        cv = float(day_cv.get(key, 0.0)) if day_cv is not None else 0.0
+        total = _regional_paths(
+            rng, m_grid[rows], r_grid[rows], booked_grid[rows], n_paths=n_paths, day_cv=cv
+        )
         paths[key] = total
         path_quantiles = np.quantile(total, list(QUANTILES), axis=0, method="inverted_cdf")
         block = pd.DataFrame({"region": key[0], "role": key[1], "date": dates})
@@ -157,6 +165,51 @@ def simulate_demand(
 
     regional = pd.concat(regional_rows, ignore_index=True)
     return DemandSimulation(facility=facility, regional=regional, paths=paths, dates=dates)
+
+
+def shared_day_cv(history: pd.DataFrame, days: int = 364) -> pd.Series:
+    """Coefficient of variation of the day effect the facilities of a region share, per role.
+
+    From the last ``days`` days of ``history`` (``series_id, region, role, date, demand``):
+    each series' expected demand is its weekday profile times its centred 28-day level, so
+    seasons and trends (which the forecasts already carry) drop out; what is left are daily
+    residuals. Their covariances between facilities add up to ``Var(regional residual) - sum of
+    facility residual variances``; divided by the squared mean regional demand, that is
+    ``cv**2`` of a shared multiplier (0 when facilities move independently). Returns a Series
+    indexed by (region, role).
+    """
+    needed = {"series_id", "region", "role", "date", "demand"}
+    missing = needed - set(history.columns)
+    if missing:
+        raise ValueError(f"history is missing column(s) {sorted(missing)}")
+    last = pd.Timestamp(history["date"].max())
+    recent = history[history["date"] > last - pd.Timedelta(days=days)]
+    out: dict[tuple[str, str], float] = {}
+    for (region, role), group in recent.groupby(["region", "role"], sort=True):
+        wide = group.pivot_table(
+            index="date", columns="series_id", values="demand", aggfunc="sum", fill_value=0.0
+        ).sort_index()
+        wide = wide.reindex(pd.date_range(wide.index[0], last, freq="D"), fill_value=0.0)
+        values = wide.to_numpy(dtype=float)
+        if values.shape[0] < 8 * 7 or values.shape[1] < 2:
+            out[(str(region), str(role))] = 0.0
+            continue
+        weekday = wide.index.day_of_week.to_numpy()
+        means = values.mean(axis=0)
+        profile = np.ones((7, values.shape[1]))
+        for k in range(7):
+            day_mean = values[weekday == k].mean(axis=0)
+            profile[k] = np.where(means > 0, day_mean / np.where(means > 0, means, 1.0), 1.0)
+        factor = profile[weekday]
+        deseasoned = pd.DataFrame(values / np.where(factor > 0, factor, 1.0))
+        level = deseasoned.rolling(28, center=True, min_periods=7).mean().to_numpy()
+        residual = values - level * factor
+        covariance = np.var(residual.sum(axis=1)) - np.var(residual, axis=0).sum()
+        regional_mean = float((level * factor).sum(axis=1).mean())
+        cv2 = max(float(covariance), 0.0) / regional_mean**2 if regional_mean > 0 else 0.0
+        out[(str(region), str(role))] = float(np.sqrt(cv2))
+    index = pd.MultiIndex.from_tuples(list(out), names=["region", "role"])
+    return pd.Series(list(out.values()), index=index, name="day_cv", dtype=float)
 
 
 def regional_weekly(sim: DemandSimulation) -> pd.DataFrame:
@@ -201,8 +254,13 @@ def _regional_paths(
     size: np.ndarray,
     booked: np.ndarray,
     n_paths: int,
+    day_cv: float = 0.0,
 ) -> np.ndarray:
     """Sum over facilities of ``max(NegBin draw, booked)``: int32 array (n_paths, n_days).
+
+    With ``day_cv > 0`` every rate of a path and day is multiplied by one shared
+    ``G ~ Gamma(1 / day_cv**2, day_cv**2)`` (mean 1), and each facility's own size ``r`` becomes
+    ``r'`` with ``(1 + cv**2)(1 + 1/r') = 1 + 1/r`` (Poisson given G when that is not possible).
 
     ``size`` is the NB size per facility and day (n_facilities, n_days). Each facility-day gets
     its own Gamma rate ``L ~ Gamma(r, m / r)`` per path (``L = m`` for Poisson series; a Poisson
@@ -213,6 +271,12 @@ def _regional_paths(
     Facility-days with ``booked > 0`` are drawn one by one and floored at ``booked``.
     """
     n_facilities, n_days = mean.shape
+    shared = None
+    if day_cv > 0:
+        shape = 1.0 / day_cv**2
+        shared = rng.gamma(shape, 1.0 / shape, size=(n_paths, n_days))
+        inverse = (1.0 + 1.0 / size) / (1.0 + day_cv**2) - 1.0  # 1 / r' (size inf -> 1/r = 0)
+        size = np.where(inverse > 1e-12, 1.0 / np.maximum(inverse, 1e-12), np.inf)
     total = np.zeros((n_paths, n_days), dtype=np.int64)
     free_rate = np.zeros((n_paths, n_days), dtype=np.float64)  # summed rate of unbooked days
     per_block = max(1, _BLOCK_ELEMENTS // (n_paths * n_days))
@@ -241,10 +305,12 @@ def _regional_paths(
                 rate[:, cell_facility, cell_day] = 0.0
                 free_rate += rate.sum(axis=1, dtype=np.float64)
             if cell_day.size:
+                if shared is not None:
+                    cell_rate = cell_rate * shared[:, cell_day]
                 draws = rng.poisson(cell_rate)
                 np.maximum(draws, booked[block][cell_facility, cell_day], out=draws)
                 np.add.at(total.T, cell_day, draws.T)  # total[:, day] += draw of each cell
-    total += rng.poisson(free_rate)
+    total += rng.poisson(free_rate if shared is None else free_rate * shared)
     if total.size and total.max() > np.iinfo(np.int32).max:
         raise OverflowError("Regional demand exceeds the int32 range; check the forecast means.")
     return total.astype(np.int32)

@@ -15,6 +15,7 @@ from models.regional import (
     floored_mean,
     floored_quantiles,
     regional_weekly,
+    shared_day_cv,
     simulate_demand,
     week_start,
 )
@@ -279,3 +280,61 @@ def test_a_size_column_widens_later_days() -> None:
     assert spread[10:].min() > 2 * spread[:10].max()
     with pytest.raises(ValueError, match="size column"):
         simulate_demand(forecast.drop(columns="size"), None)
+
+
+def _correlated_history(cv: float, n_facilities: int = 12, days: int = 364, seed: int = 0):
+    """Facilities of one region whose daily demand shares a Gamma(mean 1, cv) day effect."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2025-01-06", periods=days, freq="D")
+    shared = rng.gamma(1 / cv**2, cv**2, days) if cv > 0 else np.ones(days)
+    weekday = np.where(dates.day_of_week >= 5, 0.6, 1.0)
+    frames = []
+    for i in range(n_facilities):
+        mean = 8.0 * weekday * shared
+        frames.append(
+            pd.DataFrame(
+                {
+                    "series_id": f"F{i}|RN",
+                    "region": "North",
+                    "role": "RN",
+                    "date": dates,
+                    "demand": rng.poisson(mean).astype(float),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_shared_day_cv_recovers_a_known_day_effect() -> None:
+    assert shared_day_cv(_correlated_history(0.15)).loc[("North", "RN")] == pytest.approx(
+        0.15, abs=0.03
+    )
+    assert shared_day_cv(_correlated_history(0.0)).loc[("North", "RN")] < 0.03
+
+
+def test_a_shared_day_effect_widens_the_region_but_not_the_facilities() -> None:
+    """Regional p95 grows with co-movement; facility quantiles and the regional mean do not."""
+    dates = pd.date_range("2026-01-05", periods=14, freq="D")
+    forecast = pd.DataFrame(
+        {
+            "series_id": np.repeat([f"F{i}|RN" for i in range(20)], 14),
+            "facility_id": np.repeat([f"F{i}" for i in range(20)], 14),
+            "role": "RN",
+            "region": "North",
+            "date": np.tile(dates, 20),
+            "mean": 6.0,
+            "booked": 0,
+            "size": 5.0,
+        }
+    )
+    cv = pd.Series([0.2], index=pd.MultiIndex.from_tuples([("North", "RN")]))
+    independent = simulate_demand(forecast, None, n_paths=4000, seed=3)
+    shared = simulate_demand(forecast, None, n_paths=4000, seed=3, day_cv=cv)
+    assert shared.regional["mean"].equals(independent.regional["mean"])
+    assert shared.facility["p95"].equals(independent.facility["p95"])
+    assert (shared.regional["p95"] > independent.regional["p95"]).all()
+    path = shared.paths[("North", "RN")]
+    assert path.mean() == pytest.approx(120, rel=0.02)  # sum of the facility means
+    # Variance: 20 facilities x NB(6, 5) (kept exactly) plus their covariances 6^2 * 0.2^2 each
+    expected_var = 20 * (6 + 36 / 5) + 20 * 19 * 36 * 0.2**2
+    assert path.var() == pytest.approx(expected_var, rel=0.1)
