@@ -32,7 +32,14 @@ from data_contracts.validate import ValidationResult, validate_extract
 from models import demand as demand_model
 from models.calendar import HolidayCalendar
 from models.forecasting import EngineConfig, EngineResult, forecast_many
-from models.plan import PlanInputs, StaffingPlan, build_plan
+from models.plan import (
+    BASE_SCENARIO,
+    PlanInputs,
+    Scenario,
+    StaffingPlan,
+    build_plan,
+    parse_scenario,
+)
 from models.regional import DemandSimulation, shared_day_cv, simulate_demand
 from models.staffing import StaffingParams
 from reports import publish as publishing
@@ -172,9 +179,37 @@ def plan(
     validated: ValidationResult,
     as_of: date,
     settings: Settings,
+    scenarios: tuple[Scenario, ...] = (),
 ) -> StaffingPlan:
-    """On-call pools, recruiting targets and holiday coverage (scenario 'base')."""
-    inputs = PlanInputs(
+    """On-call pools, recruiting targets and holiday coverage: 'base', then each scenario."""
+    plans = [
+        build_plan(simulation, validated.tables, _plan_inputs(as_of, settings, scenario))
+        for scenario in (None, *scenarios)
+    ]
+    first = plans[0]
+    return StaffingPlan(
+        pd.concat([p.on_call_pool for p in plans], ignore_index=True),
+        pd.concat([p.recruiting_target for p in plans], ignore_index=True),
+        pd.concat([p.holiday_coverage for p in plans], ignore_index=True),
+        first.acceptance,
+        first.attrition,
+    )
+
+
+def _parse_scenarios(texts: tuple[str, ...]) -> tuple[Scenario, ...]:
+    """Scenarios from their text; a clear error (before any work) when one is malformed."""
+    try:
+        parsed = tuple(parse_scenario(t) for t in texts)
+    except ValueError as exc:
+        raise StaffcastError(f"--scenario: {exc}") from exc
+    names = [s.name for s in parsed]
+    if len(set(names)) < len(names):
+        raise StaffcastError(f"--scenario: two scenarios are named the same ({names}).")
+    return parsed
+
+
+def _plan_inputs(as_of: date, settings: Settings, scenario: Scenario | None) -> PlanInputs:
+    return PlanInputs(
         as_of=as_of,
         params_by_role={
             role: StaffingParams(**p.model_dump()) for role, p in settings.staffing.items()
@@ -186,8 +221,8 @@ def plan(
         recruiting_window_weeks=settings.recruiting_window_weeks,
         holiday_country=settings.holiday_country,
         holiday_subdivision=settings.holiday_subdivision,
+        scenario=scenario,
     )
-    return build_plan(simulation, validated.tables, inputs)
 
 
 @task(**TASK_OPTIONS)
@@ -275,11 +310,14 @@ def weekly_forecast(
     source_url: str | None = None,
     reporting_url: str | None = None,
     horizon_days: int | None = None,
+    scenarios: list[str] | None = None,
 ) -> RunSummary:
     """Forecast demand, size on-call pools and hiring targets, and publish them.
 
     Parameters default to the settings (``STAFFCAST_*``): as_of to today in the agency's zone,
     the source to the demo database, the reporting database to ``.staffcast/reporting.db``.
+    ``scenarios`` ('name:parameter=value,...', see :func:`models.plan.parse_scenario`) are
+    planned and stored beside 'base'.
     """
     updates = {
         k: v
@@ -287,10 +325,12 @@ def weekly_forecast(
             "source_url": source_url,
             "reporting_url": reporting_url,
             "horizon_days": horizon_days,
+            "scenarios": tuple(scenarios) if scenarios is not None else None,
         }.items()
         if v is not None
     }
     settings = Settings().model_copy(update=updates)
+    what_ifs = _parse_scenarios(settings.scenarios)
     as_of = as_of or today_in(settings.agency_timezone)
     logger = get_run_logger()
     src_url, rep_url = settings.resolved_source_url, settings.resolved_reporting_url
@@ -340,7 +380,7 @@ def weekly_forecast(
             stages, "forecast", _forecast_all, history, booked, validated, as_of, settings
         )
         simulation = _timed(stages, "regional", simulate, forecast, history, settings)
-        staffing = _timed(stages, "plan", plan, simulation, validated, as_of, settings)
+        staffing = _timed(stages, "plan", plan, simulation, validated, as_of, settings, what_ifs)
         extracted, used, quarantined = validated.rows("shift_requests")
         counts = {
             "rows_extracted": extracted,
@@ -434,6 +474,8 @@ def _publishable(
 
 def _markdown(summary: RunSummary, staffing: StaffingPlan) -> str:
     targets = staffing.recruiting_target
+    scenarios = sorted(set(targets["scenario"]) - {BASE_SCENARIO})
+    targets = targets[targets["scenario"] == BASE_SCENARIO]
     lines = [
         f"# staffcast weekly run {summary.run_id} (as of {summary.as_of})",
         "",
@@ -448,6 +490,8 @@ def _markdown(summary: RunSummary, staffing: StaffingPlan) -> str:
             f"| {row.region} | {row.role} | {row.current_pool} | {row.target_pool} | "
             f"{row.hires_needed} | {row.recruit_by} |"
         )
+    if scenarios:
+        lines += ["", f"Scenarios stored beside base: {', '.join(scenarios)}."]
     lines += ["", f"Report: {summary.report_path}"]
     return "\n".join(lines)
 

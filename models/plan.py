@@ -8,7 +8,7 @@ sizes pools week by week and sets hiring targets. Pure pandas; the caller passes
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 
 import pandas as pd
@@ -26,6 +26,71 @@ from models.staffing import (
 
 BASE_SCENARIO = "base"
 
+_FIELDS = {f.name: f.type for f in fields(StaffingParams)}
+_INTEGER_FIELDS = {"max_shifts_per_week", "time_to_hire_days", "onboarding_days"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A what-if beside 'base': staffing parameters set per role (or for every role).
+
+    ``overrides`` maps (parameter, role or None for every role) to a value. A scenario's
+    ``acceptance_rate`` and ``annual_attrition`` replace the estimates from shift_offers and
+    nurses too (that is the question a scenario asks: "what if only 30% accepted?").
+    """
+
+    name: str
+    overrides: tuple[tuple[str, str | None, float], ...]
+
+    def params_for(self, role: str, base: StaffingParams) -> StaffingParams:
+        """``base`` with this scenario's values for ``role`` (role-specific ones win)."""
+        values: dict[str, float] = {}
+        for specific in (False, True):
+            for name, scope, value in self.overrides:
+                if (scope == role) == specific and (scope is None or scope == role):
+                    values[name] = int(value) if name in _INTEGER_FIELDS else value
+        return replace(base, **values)  # type: ignore[arg-type]
+
+    def forces(self, name: str, role: str) -> bool:
+        """Whether this scenario sets ``name`` for ``role`` (so estimates give way)."""
+        return any(n == name and scope in (None, role) for n, scope, _ in self.overrides)
+
+
+def parse_scenario(text: str) -> Scenario:
+    """``"name:service_level=0.9,acceptance_rate.RN=0.3"`` -> :class:`Scenario`.
+
+    Raises ValueError naming the part that is wrong and what is allowed.
+    """
+    name, sep, body = text.partition(":")
+    name = name.strip()
+    if not sep or not name or not body.strip():
+        raise ValueError(
+            f"scenario {text!r} must look like name:parameter=value[,parameter.ROLE=value...], "
+            "e.g. tight:service_level=0.9,acceptance_rate.RN=0.3."
+        )
+    if name == BASE_SCENARIO or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(
+            f"scenario name {name!r} must be letters, digits, - or _ and not {BASE_SCENARIO!r}."
+        )
+    overrides = []
+    for part in body.split(","):
+        key, eq, raw = part.partition("=")
+        parameter, _, role = key.strip().partition(".")
+        if not eq or parameter not in _FIELDS:
+            raise ValueError(
+                f"scenario {name!r}: {part.strip()!r} is not parameter=value with a parameter "
+                f"among {', '.join(_FIELDS)}."
+            )
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"scenario {name!r}: {raw.strip()!r} is not a number.") from None
+        overrides.append((parameter, role.strip().upper() or None, value))
+    scenario = Scenario(name, tuple(overrides))
+    for role in {r for _, r, _ in overrides if r} | {"RN"}:
+        scenario.params_for(role, StaffingParams())  # validates the values (ValueError)
+    return scenario
+
 
 @dataclass(frozen=True)
 class PlanInputs:
@@ -40,7 +105,7 @@ class PlanInputs:
     recruiting_window_weeks: int = 8
     holiday_country: str = "US"
     holiday_subdivision: str | None = None
-    scenario: str = BASE_SCENARIO
+    scenario: Scenario | None = None  # None: 'base'
 
 
 @dataclass(frozen=True)
@@ -101,7 +166,15 @@ def build_plan(
     ``tables`` holds the validated facilities, shift_requests, nurses and shift_offers.
     """
     as_of = inputs.as_of
-    params = inputs.params_by_role
+    scenario = inputs.scenario
+    params = {
+        role: scenario.params_for(role, p) if scenario else p
+        for role, p in inputs.params_by_role.items()
+    }
+
+    def forced(name: str, role: str) -> bool:
+        return scenario is not None and scenario.forces(name, role)
+
     first_day = as_of - timedelta(days=max(inputs.acceptance_lookback_days, 400))
     holidays = holiday_calendar(
         first_day, sim.dates[-1].date(), inputs.holiday_country, inputs.holiday_subdivision
@@ -134,11 +207,15 @@ def build_plan(
     for (region, role), paths in sorted(sim.paths.items()):
         base = params[role]
         rate = float(everyday["rate"].get((region, role), base.acceptance_rate))
+        if forced("acceptance_rate", role):
+            rate = base.acceptance_rate
         role_params = replace(base, acceptance_rate=rate)
         weeks = on_call_pool(paths, sim.dates, role_params).assign(region=region, role=role)
         pools.append(weeks)
         current = int(attrition["current_pool"].get((region, role), 0))
         yearly = float(attrition["annual_attrition"].get((region, role), base.annual_attrition))
+        if forced("annual_attrition", role):
+            yearly = base.annual_attrition
         target = recruiting_target(
             weeks, current, yearly, role_params, as_of, inputs.recruiting_window_weeks
         )
@@ -154,13 +231,16 @@ def build_plan(
             for key, rate in holiday_rates["rate"].items()
         }
     )
+    for key in list(holiday_acceptance):
+        if forced("acceptance_rate", key[1]):
+            holiday_acceptance[key] = params[key[1]].acceptance_rate
     holidays_in_horizon = {d: n for d, n in holidays.items() if d >= as_of}
     coverage = holiday_coverage(sim, holidays_in_horizon, params, holiday_acceptance)
-    scenario = {"scenario": inputs.scenario}
-    pool_frame = pd.concat(pools, ignore_index=True).assign(**scenario)
+    label = {"scenario": scenario.name if scenario else BASE_SCENARIO}
+    pool_frame = pd.concat(pools, ignore_index=True).assign(**label)
     pool_frame["week_start"] = pd.to_datetime(pool_frame["week_start"]).dt.date
-    target_frame = pd.DataFrame(targets).assign(**scenario)
-    coverage = coverage.assign(**scenario)
+    target_frame = pd.DataFrame(targets).assign(**label)
+    coverage = coverage.assign(**label)
     coverage["date"] = pd.to_datetime(coverage["date"]).dt.date
     return StaffingPlan(
         pool_frame,

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from staffcast.source import SourceExtract
 
 
+DEMO_SCENARIOS = ("fewer_accept:acceptance_rate=0.25",)
+"""The demo's what-if: fewer nurses take a call (a flu season, a competitor paying more)."""
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -57,12 +61,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--data-only", action="store_true", help="write the demo operational database and stop"
     )
+    demo.add_argument(
+        "--scenario",
+        action="append",
+        help=f"what-if stored beside base (repeatable; default {DEMO_SCENARIOS[0]!r})",
+    )
 
     run = commands.add_parser("run", help="run the weekly flow once")
     run.add_argument("--as-of", type=_date, help="first forecast day (default: today)")
     run.add_argument("--source", help="SQLAlchemy URL of the operational database")
     run.add_argument("--reporting", help="SQLAlchemy URL of the reporting database")
     run.add_argument("--horizon", type=int, help="forecast horizon in days (default 182)")
+    run.add_argument(
+        "--scenario",
+        action="append",
+        help=(
+            "what-if stored beside base, e.g. tight:service_level=0.9,acceptance_rate.RN=0.3 "
+            "(repeatable)"
+        ),
+    )
 
     check = commands.add_parser(
         "validate", help="run the data contracts alone on a source and print a summary"
@@ -155,7 +172,11 @@ def _demo(args: argparse.Namespace) -> int:
     )
     if args.data_only:
         return 0
-    summary = weekly_forecast(as_of=as_of, source_url=f"sqlite:///{agency.path.resolve()}")
+    summary = weekly_forecast(
+        as_of=as_of,
+        source_url=f"sqlite:///{agency.path.resolve()}",
+        scenarios=args.scenario if args.scenario is not None else list(DEMO_SCENARIOS),
+    )
     _print_summary(summary)
     return 0
 
@@ -168,6 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         source_url=args.source,
         reporting_url=args.reporting,
         horizon_days=args.horizon,
+        scenarios=args.scenario,
     )
     _print_summary(summary)
     return 0

@@ -248,6 +248,14 @@ class Settings(BaseSettings):
     holiday_subdivision: str | None = Field(
         None, description="`holidays` subdivision (state) code, if any."
     )
+    scenarios: tuple[str, ...] = Field(
+        (),
+        description=(
+            "What-if scenarios stored beside 'base', each 'name:parameter=value,...' with a "
+            "parameter of the staffing settings, for every role or one (service_level=0.9, "
+            "acceptance_rate.RN=0.3); a JSON list in the environment."
+        ),
+    )
     seed: int = Field(20261126, description="Random seed for sample paths (reproducible runs).")
     staffing: dict[str, RoleStaffing] = Field(
         default_factory=_default_staffing,

@@ -47,6 +47,17 @@ def test_missing_source_file_fails_with_one_paragraph(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_a_malformed_scenario_fails_with_one_paragraph(tmp_path: Path) -> None:
+    result = _staffcast(
+        ["run", "--as-of", "2025-11-03", "--scenario", "tight:service_level=high"],
+        tmp_path / "home",
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "--scenario: scenario 'tight': 'high' is not a number." in result.stderr
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_unreachable_database_is_retried_then_explained(tmp_path: Path) -> None:
     result = _staffcast(
         [

@@ -459,3 +459,26 @@ def test_staffing_params_are_validated() -> None:
     with pytest.raises(ValueError, match="max_shifts_per_week"):
         StaffingParams(max_shifts_per_week=0)
     assert StaffingParams().lead_time_days == 97
+
+
+def test_parse_scenario_reads_roles_and_rejects_mistakes() -> None:
+    from models.plan import parse_scenario
+    from models.staffing import StaffingParams
+
+    scenario = parse_scenario("tight:service_level=0.9,acceptance_rate.RN=0.3,onboarding_days=7")
+    base = StaffingParams(acceptance_rate=0.4)
+    rn, lpn = scenario.params_for("RN", base), scenario.params_for("LPN", base)
+    assert (rn.service_level, rn.acceptance_rate, rn.onboarding_days) == (0.9, 0.3, 7)
+    assert (lpn.service_level, lpn.acceptance_rate) == (0.9, 0.4)
+    assert scenario.forces("acceptance_rate", "RN") and not scenario.forces(
+        "acceptance_rate", "LPN"
+    )
+    for text, message in (
+        ("service_level=0.9", "must look like name:"),
+        ("base:service_level=0.9", "not 'base'"),
+        ("x:speed=3", "parameter among service_level"),
+        ("x:service_level=high", "'high' is not a number"),
+        ("x:service_level=1.5", "service_level"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            parse_scenario(text)

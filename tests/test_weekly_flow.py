@@ -71,8 +71,29 @@ def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
     assert _count(engine, "current_holiday_coverage") > 0
     assert _count(engine, "current_model_evaluation", "WHERE selected") > 0
 
-    second = weekly_forecast(as_of=AS_OF, source_url=source, reporting_url=reporting)
+    second = weekly_forecast(
+        as_of=AS_OF,
+        source_url=source,
+        reporting_url=reporting,
+        scenarios=["fewer_accept:acceptance_rate=0.2", "relaxed:service_level.RN=0.9"],
+    )
     assert second.run_id != first.run_id
+    for table in ("current_on_call_pool", "current_recruiting_target", "current_holiday_coverage"):
+        with engine.connect() as conn:
+            per_scenario = dict(
+                conn.exec_driver_sql(
+                    f"SELECT scenario, count(*) FROM {table} GROUP BY scenario"
+                ).all()
+            )
+        assert set(per_scenario) == {"base", "fewer_accept", "relaxed"}, table
+        assert len(set(per_scenario.values())) == 1, table
+    with engine.connect() as conn:
+        pools = dict(
+            conn.exec_driver_sql(
+                "SELECT scenario, sum(recommended_pool) FROM current_on_call_pool GROUP BY scenario"
+            ).all()
+        )
+    assert pools["fewer_accept"] > pools["base"] > pools["relaxed"]
     assert [r[0] for r in _runs(engine)] == [second.run_id]
     for table in CHILD_TABLES:
         with engine.connect() as conn:
