@@ -208,6 +208,24 @@ def _parse_scenarios(texts: tuple[str, ...]) -> tuple[Scenario, ...]:
     return parsed
 
 
+def _check_region_staffing(settings: Settings) -> None:
+    """A clear error (before any work) for a per-region override that is not a parameter."""
+    for region, roles in settings.region_staffing.items():
+        for role, values in roles.items():
+            base = settings.staffing.get(role)
+            if base is None:
+                raise StaffcastError(
+                    f"region_staffing[{region!r}] names role {role!r}; the roles are "
+                    f"{', '.join(settings.staffing)}."
+                )
+            try:
+                StaffingParams(**{**base.model_dump(), **values})
+            except (TypeError, ValueError) as exc:
+                raise StaffcastError(
+                    f"region_staffing[{region!r}][{role!r}] = {values} is not usable: {exc}"
+                ) from exc
+
+
 def _plan_inputs(as_of: date, settings: Settings, scenario: Scenario | None) -> PlanInputs:
     return PlanInputs(
         as_of=as_of,
@@ -222,6 +240,7 @@ def _plan_inputs(as_of: date, settings: Settings, scenario: Scenario | None) -> 
         holiday_country=settings.holiday_country,
         holiday_subdivision=settings.holiday_subdivision,
         scenario=scenario,
+        region_overrides=settings.region_staffing,
     )
 
 
@@ -331,6 +350,7 @@ def weekly_forecast(
     }
     settings = Settings().model_copy(update=updates)
     what_ifs = _parse_scenarios(settings.scenarios)
+    _check_region_staffing(settings)
     as_of = as_of or today_in(settings.agency_timezone)
     logger = get_run_logger()
     src_url, rep_url = settings.resolved_source_url, settings.resolved_reporting_url

@@ -8,7 +8,7 @@ sizes pools week by week and sets hiring targets. Pure pandas; the caller passes
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, timedelta
 
 import pandas as pd
@@ -106,6 +106,9 @@ class PlanInputs:
     holiday_country: str = "US"
     holiday_subdivision: str | None = None
     scenario: Scenario | None = None  # None: 'base'
+    region_overrides: Mapping[str, Mapping[str, Mapping[str, float]]] = field(
+        default_factory=dict
+    )  # region -> role -> parameter -> value, between the role's values and the scenario's
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,15 @@ def build_plan(
         for role, p in inputs.params_by_role.items()
     }
 
+    def group_params(region: str, role: str) -> StaffingParams:
+        """Role values, then the region's overrides, then the scenario's."""
+        values = {
+            k: int(v) if k in _INTEGER_FIELDS else v
+            for k, v in inputs.region_overrides.get(region, {}).get(role, {}).items()
+        }
+        local = replace(inputs.params_by_role[role], **values)  # type: ignore[arg-type]
+        return scenario.params_for(role, local) if scenario else local
+
     def forced(name: str, role: str) -> bool:
         return scenario is not None and scenario.forces(name, role)
 
@@ -205,7 +217,7 @@ def build_plan(
 
     pools, targets = [], []
     for (region, role), paths in sorted(sim.paths.items()):
-        base = params[role]
+        base = group_params(region, role)
         rate = float(everyday["rate"].get((region, role), base.acceptance_rate))
         if forced("acceptance_rate", role):
             rate = base.acceptance_rate
@@ -224,18 +236,21 @@ def build_plan(
     # holiday_coverage multiplies an everyday rate by the holiday factor: where holiday offers
     # were observed, pass the holiday estimate divided by the factor so the product is that
     # estimate; elsewhere the everyday estimate.
+    by_group = {key: group_params(*key) for key in sim.paths}
     holiday_acceptance = {key: float(rate) for key, rate in everyday["rate"].items()}
     holiday_acceptance.update(
         {
-            key: float(rate) / params[key[1]].holiday_acceptance_factor
+            key: float(rate) / by_group.get(key, params[key[1]]).holiday_acceptance_factor
             for key, rate in holiday_rates["rate"].items()
         }
     )
     for key in list(holiday_acceptance):
-        if forced("acceptance_rate", key[1]):
-            holiday_acceptance[key] = params[key[1]].acceptance_rate
+        if forced("acceptance_rate", key[1]) and key in by_group:
+            holiday_acceptance[key] = by_group[key].acceptance_rate
     holidays_in_horizon = {d: n for d, n in holidays.items() if d >= as_of}
-    coverage = holiday_coverage(sim, holidays_in_horizon, params, holiday_acceptance)
+    coverage = holiday_coverage(
+        sim, holidays_in_horizon, params, holiday_acceptance, params_by_group=by_group
+    )
     label = {"scenario": scenario.name if scenario else BASE_SCENARIO}
     pool_frame = pd.concat(pools, ignore_index=True).assign(**label)
     pool_frame["week_start"] = pd.to_datetime(pool_frame["week_start"]).dt.date

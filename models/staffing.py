@@ -523,8 +523,12 @@ def holiday_coverage(
     params_by_role: Mapping[str, StaffingParams],
     acceptance: Mapping[tuple[str, str], float] | None = None,
     reference_weeks: int = 2,
+    params_by_group: Mapping[tuple[str, str], StaffingParams] | None = None,
 ) -> pd.DataFrame:
     """On-call nurses needed on each holiday in the horizon, per region and role.
+
+    ``params_by_group`` ((region, role) -> parameters), where given, wins over
+    ``params_by_role`` (per-region overrides and scenarios).
 
     Args:
         sim: the demand simulation (regional paths and exact regional means).
@@ -559,7 +563,7 @@ def holiday_coverage(
         d = position[day]
         references = _reference_days(day, position, names, reference_weeks)
         for (region, role), path in sorted(sim.paths.items()):
-            params = params_by_role[role]
+            params = (params_by_group or {}).get((region, role), params_by_role[role])
             base = (acceptance or {}).get((region, role), params.acceptance_rate)
             rate = base * params.holiday_acceptance_factor
             expected = float(means.loc[(region, role, day)])

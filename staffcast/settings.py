@@ -248,6 +248,14 @@ class Settings(BaseSettings):
     holiday_subdivision: str | None = Field(
         None, description="`holidays` subdivision (state) code, if any."
     )
+    region_staffing: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict,
+        description=(
+            "Per-region overrides of the staffing parameters: region -> role -> parameter -> "
+            'value, e.g. {"North Shore": {"RN": {"service_level": 0.97}}} (a JSON object in '
+            "the environment). Estimates from the data still win for acceptance and attrition."
+        ),
+    )
     scenarios: tuple[str, ...] = Field(
         (),
         description=(

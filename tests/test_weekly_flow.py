@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def _runs(engine: sa.Engine) -> list[tuple]:
 
 
 def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
-    small_agency, staffcast_home: Path
+    small_agency, staffcast_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = f"sqlite:///{small_agency.path}"
     reporting = f"sqlite:///{staffcast_home / 'reporting.db'}"
@@ -71,6 +72,17 @@ def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
     assert _count(engine, "current_holiday_coverage") > 0
     assert _count(engine, "current_model_evaluation", "WHERE selected") > 0
 
+    pool_sql = (
+        "SELECT region, role, week_start, recommended_pool FROM current_on_call_pool "
+        "WHERE scenario = 'base'"
+    )
+    with engine.connect() as conn:
+        pools_before = {tuple(r[:3]): r[3] for r in conn.exec_driver_sql(pool_sql)}
+    strict_region = sorted({key[0] for key in pools_before})[0]
+    monkeypatch.setenv(
+        "STAFFCAST_REGION_STAFFING",
+        json.dumps({strict_region: {"RN": {"service_level": 0.995}}}),
+    )
     second = weekly_forecast(
         as_of=AS_OF,
         source_url=source,
@@ -94,6 +106,11 @@ def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
             ).all()
         )
     assert pools["fewer_accept"] > pools["base"] > pools["relaxed"]
+    with engine.connect() as conn:
+        pools_after = {tuple(r[:3]): r[3] for r in conn.exec_driver_sql(pool_sql)}
+    grown = {key for key in pools_before if pools_after[key] != pools_before[key]}
+    assert grown and {(k[0], k[1]) for k in grown} == {(strict_region, "RN")}
+    assert all(pools_after[k] > pools_before[k] for k in grown)
     assert [r[0] for r in _runs(engine)] == [second.run_id]
     for table in CHILD_TABLES:
         with engine.connect() as conn:
