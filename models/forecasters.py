@@ -202,6 +202,8 @@ class CalendarGLM(Forecaster):
         trend_damping: float = 0.5,
         ridge: float = 0.5,
         robust_c: float = 3.0,
+        holiday_ridge: float = 0.5,
+        holiday_prior: tuple[tuple[str, float], ...] = (),
     ) -> None:
         self.calendar = calendar
         self.yearly_terms = yearly_terms
@@ -209,6 +211,8 @@ class CalendarGLM(Forecaster):
         self.trend_damping = trend_damping
         self.ridge = ridge
         self.robust_c = robust_c
+        self.holiday_ridge = holiday_ridge
+        self.holiday_prior = holiday_prior
 
     def _design(self, days: np.ndarray, end: np.datetime64) -> np.ndarray:
         columns = [np.ones(days.size)]
@@ -246,7 +250,17 @@ class CalendarGLM(Forecaster):
         if self.zero_:
             return self
         x = self._design(days, self.end_)
-        self.coef_ = _robust_poisson_irls(x, y, self.ridge, self.robust_c)
+        level = max(float(y.mean()), 1e-9)
+        n_holidays = len(self.holiday_columns_)
+        penalty = np.full(x.shape[1], self.ridge * level)  # in days of information
+        penalty[0] = 0.0
+        target = np.zeros(x.shape[1])
+        if n_holidays:
+            prior = dict(self.holiday_prior)
+            penalty[-n_holidays:] = self.holiday_ridge * level
+            target[-n_holidays:] = [prior.get(n, 0.0) for n in self.holiday_columns_]
+        self.coef_, info = _robust_poisson_irls(x, y, penalty, target, self.robust_c)
+        self.holiday_info_ = info[-n_holidays:] if n_holidays else np.zeros(0)
         return self
 
     def predict(self, horizon: int) -> np.ndarray:
@@ -276,14 +290,24 @@ class CalendarGLM(Forecaster):
 
 
 def _robust_poisson_irls(
-    x: np.ndarray, y: np.ndarray, ridge: float, robust_c: float, iterations: int = 25
-) -> np.ndarray:
-    """Ridge-penalised Poisson regression by IRLS, then refitted with Huber-type weights."""
-    penalty = np.full(x.shape[1], ridge * max(float(y.mean()), 1e-9))  # in days of information
-    penalty[0] = 0.0
-    coef = np.zeros(x.shape[1])
+    x: np.ndarray,
+    y: np.ndarray,
+    penalty: np.ndarray,
+    target: np.ndarray,
+    robust_c: float,
+    iterations: int = 25,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penalised Poisson regression by IRLS, then refitted with Huber-type weights.
+
+    Minimises the Poisson deviance plus ``sum(penalty * (coef - target)**2) / 2``. The refit
+    scales the penalty by the estimated dispersion (quasi-Poisson): a noisy series carries less
+    information per day, so its rare effects (holidays) shrink more. Returns the coefficients
+    and each coefficient's information (weighted sum of squares of its column, per dispersion).
+    """
+    coef = target.copy()
     coef[0] = np.log(y.mean() + 1e-9)
     weights = np.ones(y.size)
+    dispersion = 1.0
     for rounds in range(2):
         for _ in range(iterations):
             eta = np.clip(x @ coef, -30.0, 30.0)
@@ -291,7 +315,7 @@ def _robust_poisson_irls(
             w = mu * weights
             z = eta + (y - mu) / mu
             gram = (x * w[:, None]).T @ x + np.diag(penalty)
-            new = np.linalg.solve(gram, (x * w[:, None]).T @ z)
+            new = np.linalg.solve(gram, (x * w[:, None]).T @ z + penalty * target)
             converged = np.max(np.abs(new - coef)) < 1e-6
             coef = new
             if converged:
@@ -300,10 +324,13 @@ def _robust_poisson_irls(
             break
         mu = np.exp(np.clip(x @ coef, -30.0, 30.0))
         pearson = (y - mu) / np.sqrt(mu)
-        dispersion = max(float(np.mean(pearson**2)), 1e-9)
+        dispersion = max(float(np.mean(pearson**2)), 1.0)
         scaled = np.abs(pearson) / np.sqrt(dispersion)
         weights = np.minimum(1.0, robust_c / np.maximum(scaled, 1e-12))
-    return coef
+        penalty = penalty * dispersion
+    mu = np.exp(np.clip(x @ coef, -30.0, 30.0))
+    info = ((x * x) * (mu * weights)[:, None]).sum(axis=0) / dispersion
+    return coef, info
 
 
 class ProphetModel(Forecaster):

@@ -78,14 +78,21 @@ MAX_ZERO_SHARE = 0.95
 SHORT_HISTORY_SIZE = 2.0
 """NB size (gamma shape) for short histories: variance m + m**2/2, wide on purpose."""
 
-MODEL_FACTORIES: dict[str, Callable[[HolidayCalendar], Forecaster]] = {
-    "seasonal_naive": lambda cal: SeasonalNaive(),
-    "weekday_mean": lambda cal: WeekdayMean(),
-    "recent_mean": lambda cal: RecentMean(),
-    "holt_winters": lambda cal: HoltWinters(),
-    "holt_winters_14": lambda cal: HoltWinters(season=14),
-    "calendar_glm": lambda cal: CalendarGLM(calendar=cal),
-    "prophet": lambda cal: ProphetModel(calendar=cal),
+HolidayPrior = tuple[tuple[str, float], ...]
+"""Holiday effects (log units) pooled over the series of one call: column name -> effect."""
+
+POOLED_HOLIDAY_RIDGE = 3.0
+"""Days of data a pooled holiday effect weighs in one series' fit: a facility that saw a
+holiday three times mostly keeps the pooled effect (its own three days are noisy)."""
+
+MODEL_FACTORIES: dict[str, Callable[[HolidayCalendar, HolidayPrior], Forecaster]] = {
+    "seasonal_naive": lambda cal, prior: SeasonalNaive(),
+    "weekday_mean": lambda cal, prior: WeekdayMean(),
+    "recent_mean": lambda cal, prior: RecentMean(),
+    "holt_winters": lambda cal, prior: HoltWinters(),
+    "holt_winters_14": lambda cal, prior: HoltWinters(season=14),
+    "calendar_glm": lambda cal, prior: _calendar_glm(cal, prior),
+    "prophet": lambda cal, prior: ProphetModel(calendar=cal),
 }
 """Every model the engine can use, by name, in order of simplicity (ties go to the earlier)."""
 
@@ -99,6 +106,40 @@ DEFAULT_MODELS: tuple[str, ...] = (
 )
 """Candidates of the weekly run. Prophet is available (``models=(..., "prophet")``) but off by
 default: it costs ~25x the calendar GLM per fit and did not win in benchmarks/accuracy.py."""
+
+
+def _calendar_glm(calendar: HolidayCalendar, prior: HolidayPrior) -> CalendarGLM:
+    if prior:
+        return CalendarGLM(
+            calendar=calendar, holiday_ridge=POOLED_HOLIDAY_RIDGE, holiday_prior=prior
+        )
+    return CalendarGLM(calendar=calendar)
+
+
+def pooled_holiday_effects(
+    histories: Sequence[tuple[np.ndarray, np.datetime64]], calendar: HolidayCalendar
+) -> HolidayPrior:
+    """Each holiday's effect pooled over many series, weighted by the information behind it.
+
+    One calendar GLM per series (at least 8 weeks, not all zero); a holiday's pooled effect is
+    the information-weighted mean of the series' own (lightly shrunk) effects.
+    """
+    total: dict[str, float] = {}
+    weight: dict[str, float] = {}
+    for y, start in histories:
+        if y.size < MIN_FIT_DAYS or not np.any(y):
+            continue
+        model = CalendarGLM(calendar=calendar).fit(y, start)
+        if model.zero_ or not model.holiday_columns_:
+            continue
+        effects = model.coef_[-len(model.holiday_columns_) :]
+        for name, effect, info in zip(
+            model.holiday_columns_, effects, model.holiday_info_, strict=True
+        ):
+            total[name] = total.get(name, 0.0) + float(effect) * float(info)
+            weight[name] = weight.get(name, 0.0) + float(info)
+    return tuple(sorted((n, total[n] / weight[n]) for n in total if weight[n] > 0))
+
 
 CALENDAR_MODELS = frozenset({"calendar_glm", "prophet"})
 """Models that learn holiday effects themselves; the others borrow the calendar GLM's."""
@@ -346,6 +387,7 @@ def _fit_predict(
     start: np.datetime64,
     horizon: int,
     calendar: HolidayCalendar,
+    prior: HolidayPrior = (),
 ) -> np.ndarray:
     """Mean forecast of ``members`` fitted on ``y``; ``fitted`` caches forecasts by model name.
 
@@ -356,10 +398,10 @@ def _fit_predict(
     for name in members:
         if name in fitted:
             continue
-        forecast = MODEL_FACTORIES[name](calendar).fit(y, start).predict(horizon)
+        forecast = MODEL_FACTORIES[name](calendar, prior).fit(y, start).predict(horizon)
         if name not in CALENDAR_MODELS:
             if HOLIDAY_KEY not in fitted:
-                fitted[HOLIDAY_KEY] = CalendarGLM(calendar=calendar).fit(y, start)
+                fitted[HOLIDAY_KEY] = _calendar_glm(calendar, prior).fit(y, start)
             glm = fitted[HOLIDAY_KEY]
             assert isinstance(glm, CalendarGLM)
             forecast = forecast * glm.holiday_factor(horizon)
@@ -368,7 +410,7 @@ def _fit_predict(
 
 
 def _backtest(
-    y: np.ndarray, start: np.datetime64, config: EngineConfig, days: int
+    y: np.ndarray, start: np.datetime64, config: EngineConfig, days: int, prior: HolidayPrior
 ) -> _Backtest | None:
     ends = [len(y) - days - j * config.origin_step for j in range(config.origins)]
     ends = sorted(e for e in ends if e >= MIN_FIT_DAYS)
@@ -380,7 +422,7 @@ def _backtest(
         fitted: dict[str, Any] = {}
         for name, members in candidates:
             predicted[name].append(
-                _fit_predict(members, fitted, y[:end], start, days, config.calendar)
+                _fit_predict(members, fitted, y[:end], start, days, config.calendar, prior)
             )
     actual = np.stack([y[e : e + days] for e in ends])
     return _Backtest(
@@ -412,7 +454,12 @@ class _SeriesPlan:
 
 
 def _prepare(
-    sid: str, y: np.ndarray, start: np.datetime64, horizon: int, config: EngineConfig
+    sid: str,
+    y: np.ndarray,
+    start: np.datetime64,
+    horizon: int,
+    config: EngineConfig,
+    prior: HolidayPrior = (),
 ) -> _SeriesPlan:
     """Apply the fallbacks; otherwise run and score the backtests of every candidate."""
     family = "negbin" if np.all(np.mod(y, 1.0) == 0) else "gamma"
@@ -427,7 +474,9 @@ def _prepare(
     if family == "gamma":
         plan.zero_share = float(np.mean(y[-config.max_backtest_days :] == 0))
     days = min(max(horizon, MIN_BACKTEST_DAYS), config.max_backtest_days, y.size - MIN_FIT_DAYS)
-    plan.backtest = _backtest(y, plan.start, config, days) if days >= MIN_BACKTEST_DAYS else None
+    plan.backtest = (
+        _backtest(y, plan.start, config, days, prior) if days >= MIN_BACKTEST_DAYS else None
+    )
     if plan.backtest is None:
         plan.model = plan.model or "short_history"
         plan.mean = WeekdayMean(weeks=len(y) // SEASON).fit(y).predict(horizon)
@@ -491,10 +540,12 @@ def _nested_forecasts(
     return np.stack(rows)
 
 
-def _fit_selected(plan: _SeriesPlan, horizon: int, config: EngineConfig) -> None:
+def _fit_selected(
+    plan: _SeriesPlan, horizon: int, config: EngineConfig, prior: HolidayPrior = ()
+) -> None:
     """Refit the selected candidate on the whole (post-shift) history and forecast."""
     members = dict(config.candidates())[plan.selected]
-    mean = _fit_predict(members, {}, plan.y, plan.start, horizon, config.calendar)
+    mean = _fit_predict(members, {}, plan.y, plan.start, horizon, config.calendar, prior)
     plan.mean = np.clip(mean, 0.0, None)
 
 
@@ -606,6 +657,13 @@ def forecast_many(
     first_days: list[pd.Timestamp] = []
     gaps: list[int] = []
     with threadpool_limits(1):  # many tiny matrix solves: BLAS threads would only contend
+        prior = pooled_holiday_effects(
+            [
+                (g["demand"].to_numpy(dtype=float), np.datetime64(g["date"].iloc[0].date(), "D"))
+                for _, g in groups
+            ],
+            config.calendar,
+        )
         for done, (sid, group) in enumerate(groups, start=1):
             dates = pd.DatetimeIndex(group["date"])
             last = dates[-1]
@@ -613,7 +671,7 @@ def forecast_many(
             gap = max(0, (first_day - last).days - 1)
             first = np.datetime64(dates[0].date(), "D")
             y = group["demand"].to_numpy(dtype=float)
-            plans.append(_prepare(str(sid), y, first, horizon + gap, config))
+            plans.append(_prepare(str(sid), y, first, horizon + gap, config, prior))
             first_days.append(first_day)
             gaps.append(gap)
             if progress is not None:
@@ -621,7 +679,7 @@ def forecast_many(
         _select(plans, config.pooling)
         for plan, gap in zip(plans, gaps, strict=True):
             if plan.mean is None:
-                _fit_selected(plan, horizon + gap, config)
+                _fit_selected(plan, horizon + gap, config, prior)
         _calibrate(plans)
     frames = [
         pd.DataFrame(
