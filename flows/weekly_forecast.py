@@ -31,7 +31,13 @@ from data_contracts.summary import markdown_summary, summary_frame
 from data_contracts.validate import ValidationResult, validate_extract
 from models import demand as demand_model
 from models.calendar import HolidayCalendar
-from models.forecasting import EngineConfig, EngineResult, forecast_many
+from models.forecasting import (
+    DEFAULT_COMBINATIONS,
+    DEFAULT_MODELS,
+    EngineConfig,
+    EngineResult,
+    forecast_many,
+)
 from models.plan import (
     BASE_SCENARIO,
     PlanInputs,
@@ -145,10 +151,11 @@ def engine_config(settings: Settings) -> EngineConfig:
     calendar = HolidayCalendar(settings.holiday_country, settings.holiday_subdivision)
     try:
         calendar.validate()
+        models, combinations = settings.forecast_models, settings.forecast_combinations
         return EngineConfig(
             calendar=calendar,
-            models=tuple(settings.forecast_models),
-            combinations=tuple(tuple(c) for c in settings.forecast_combinations),
+            models=DEFAULT_MODELS if models is None else tuple(models),
+            combinations=DEFAULT_COMBINATIONS if combinations is None else tuple(combinations),
             origins=settings.backtest_origins,
             origin_step=settings.backtest_origin_step,
             max_backtest_days=settings.backtest_days,

@@ -3,7 +3,8 @@
 Data shapes (STYLE 1): history is a long frame ``series_id, date, demand`` (demand per day,
 consecutive days per series, >= 0; shifts in the weekly run); forecasts are long frames
 ``series_id, date, mean, model, size, zero_share`` (``size`` and ``zero_share`` turn the mean
-into a distribution, see :class:`Dispersion`); evaluations are one row per series and candidate.
+into a distribution, see :func:`distribution_quantiles`); evaluations are one row per series
+and candidate.
 
 How a series is forecast:
 
@@ -47,7 +48,7 @@ Nothing here does I/O or imports Prefect or SQLAlchemy.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -160,18 +161,6 @@ _NORMAL_Z = stats.norm.ppf(QUANTILES)
 
 
 @dataclass(frozen=True)
-class Dispersion:
-    """How uncertain a series' daily demand is around its mean.
-
-    ``family`` 'negbin': counts, variance ``m + m**2 / size`` (``size = inf`` is Poisson);
-    'gamma': non-negative amounts such as hours, variance ``m**2 / size``.
-    """
-
-    family: str
-    size: float
-
-
-@dataclass(frozen=True)
 class EngineConfig:
     """What the engine tries and how it backtests (days)."""
 
@@ -226,16 +215,6 @@ def seasonal_naive_scale(y: np.ndarray) -> float:
     return scale if scale > 0 else (float(np.mean(np.abs(y))) or 1.0)
 
 
-def negbin_size(actual: np.ndarray, mean: np.ndarray) -> float:
-    """Negative-binomial size r from forecast errors by moments (inf = Poisson is enough)."""
-    mean = np.clip(np.asarray(mean, dtype=float), 0.0, None)
-    excess = float(np.mean((np.asarray(actual, dtype=float) - mean) ** 2 - mean))
-    m = float(np.mean(mean))
-    if excess <= 1e-9 or m <= 0:
-        return float("inf")
-    return max(m * m / excess, 0.2)
-
-
 def distribution_quantiles(
     mean: np.ndarray,
     size: np.ndarray,
@@ -244,6 +223,8 @@ def distribution_quantiles(
     zero_share: np.ndarray | None = None,
 ) -> np.ndarray:
     """Quantiles (n, len(levels)) of each row's distribution: integer for 'negbin' rows.
+
+    'negbin' rows are counts with variance ``m + m**2 / size`` (``size = inf`` is Poisson).
 
     'gamma' rows are a hurdle model: no demand with probability ``zero_share`` (default 0),
     otherwise gamma with mean ``mean / (1 - zero_share)`` and shape ``size``, so the overall
@@ -650,7 +631,7 @@ def forecast_many(
         raise ValueError(f"horizon must be at least 1 day, got {horizon}.")
     config = config or EngineConfig(calendar=calendar or HolidayCalendar())
     if calendar is not None and config.calendar != calendar:
-        config = EngineConfig(**{**vars(config), "calendar": calendar})
+        config = replace(config, calendar=calendar)
     ordered = history.sort_values(["series_id", "date"])
     groups = list(ordered.groupby("series_id", sort=False))
     plans: list[_SeriesPlan] = []

@@ -223,23 +223,20 @@ class Settings(BaseSettings):
             "0 = each series on its own; one series' few backtests are noisy."
         ),
     )
-    forecast_models: tuple[str, ...] = Field(
-        (
-            "seasonal_naive",
-            "weekday_mean",
-            "recent_mean",
-            "holt_winters",
-            "holt_winters_14",
-            "calendar_glm",
-        ),
+    forecast_models: tuple[str, ...] | None = Field(
+        None,
         description=(
-            "Candidate models (see models/forecasting.py MODEL_FACTORIES; add 'prophet' to try "
-            "Prophet too, at ~25x the cost per series)."
+            "Candidate models (names in models/forecasting.py MODEL_FACTORIES); unset: the "
+            "engine's DEFAULT_MODELS. Add 'prophet' to try Prophet too, at ~25x the cost per "
+            "series."
         ),
     )
-    forecast_combinations: tuple[tuple[str, ...], ...] = Field(
-        (("calendar_glm", "holt_winters"), ("holt_winters", "holt_winters_14")),
-        description="Combinations (mean of the members' forecasts) scored beside the models.",
+    forecast_combinations: tuple[tuple[str, ...], ...] | None = Field(
+        None,
+        description=(
+            "Combinations (mean of the members' forecasts) scored beside the models; unset: "
+            "the engine's DEFAULT_COMBINATIONS."
+        ),
     )
     series_per_task: int = Field(
         250, ge=1, description="Series forecast by one Prefect task run (batching)."

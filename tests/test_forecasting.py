@@ -16,7 +16,6 @@ from models.forecasting import (
     EngineConfig,
     forecast_many,
     level_shift_start,
-    negbin_size,
     seasonal_naive_scale,
 )
 
@@ -137,14 +136,6 @@ def test_prophet_can_be_a_candidate() -> None:
     config = EngineConfig(models=("seasonal_naive", "prophet"), combinations=(), origins=1)
     result = forecast_many(_history(s=_weekly_series(200)), 14, config=config)
     assert set(result.evaluation["model"]) == {"seasonal_naive", "prophet"}
-
-
-def test_negbin_size_recovers_overdispersion() -> None:
-    rng = np.random.default_rng(1)
-    r, m = 4.0, 10.0
-    draws = rng.negative_binomial(r, r / (r + m), size=20000)
-    assert negbin_size(draws, np.full(len(draws), m)) == pytest.approx(r, rel=0.1)
-    assert negbin_size(np.full(10, 3.0), np.full(10, 3.0)) == float("inf")
 
 
 @settings(max_examples=60, deadline=None)
