@@ -30,6 +30,12 @@ _FIELDS = {f.name: f.type for f in fields(StaffingParams)}
 _INTEGER_FIELDS = {"max_shifts_per_week", "time_to_hire_days", "onboarding_days"}
 
 
+def _with_values(base: StaffingParams, values: Mapping[str, float]) -> StaffingParams:
+    """``base`` with ``values`` set (whole numbers for the shift and day counts)."""
+    typed = {k: int(v) if k in _INTEGER_FIELDS else v for k, v in values.items()}
+    return replace(base, **typed)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A what-if beside 'base': staffing parameters set per role (or for every role).
@@ -44,12 +50,9 @@ class Scenario:
 
     def params_for(self, role: str, base: StaffingParams) -> StaffingParams:
         """``base`` with this scenario's values for ``role`` (role-specific ones win)."""
-        values: dict[str, float] = {}
-        for specific in (False, True):
-            for name, scope, value in self.overrides:
-                if (scope == role) == specific and (scope is None or scope == role):
-                    values[name] = int(value) if name in _INTEGER_FIELDS else value
-        return replace(base, **values)  # type: ignore[arg-type]
+        values = {name: value for name, scope, value in self.overrides if scope is None}
+        values.update({name: value for name, scope, value in self.overrides if scope == role})
+        return _with_values(base, values)
 
     def forces(self, name: str, role: str) -> bool:
         """Whether this scenario sets ``name`` for ``role`` (so estimates give way)."""
@@ -177,11 +180,8 @@ def build_plan(
 
     def group_params(region: str, role: str) -> StaffingParams:
         """Role values, then the region's overrides, then the scenario's."""
-        values = {
-            k: int(v) if k in _INTEGER_FIELDS else v
-            for k, v in inputs.region_overrides.get(region, {}).get(role, {}).items()
-        }
-        local = replace(inputs.params_by_role[role], **values)  # type: ignore[arg-type]
+        values = inputs.region_overrides.get(region, {}).get(role, {})
+        local = _with_values(inputs.params_by_role[role], values)
         return scenario.params_for(role, local) if scenario else local
 
     def forced(name: str, role: str) -> bool:
