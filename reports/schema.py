@@ -15,6 +15,9 @@ never shows through a view.
 Beyond SPEC §6, ``validation_result`` (one row per run, source table and rule) holds each run's
 data-contract summary; a run stopped by a batch rule keeps its rows there without publishing.
 
+Beyond SPEC §6 too: ``demand_history`` (the demand behind each run's charts) and
+``hiring_plan`` (month by month, next to ``recruiting_target``).
+
 Primary keys are the "one row per" columns of SPEC §6. ``holiday_coverage`` also has ``date`` in
 its key: with a horizon longer than a year the same holiday name occurs twice.
 """
@@ -65,11 +68,13 @@ __all__ = [
     "QuarantinedRow",
     "ValidationRuleResult",
     "DemandForecast",
+    "DemandHistory",
     "RegionalForecast",
     "ModelEvaluation",
     "OnCallPool",
     "RecruitingTarget",
     "HolidayCoverage",
+    "HiringPlan",
     "create_schema",
     "current_view",
     "reporting_engine",
@@ -238,6 +243,22 @@ class DemandForecast(Base):
     model: Mapped[str]
 
 
+class DemandHistory(Base):
+    """Observed daily demand per facility and role before as_of, in shifts (SPEC demand).
+
+    Each run stores the 53 weeks (371 days) before its as_of, so the report can draw
+    history and the same period last year beside the forecast without the source database.
+    """
+
+    __tablename__ = "demand_history"
+
+    run_id: Mapped[RunIdKey]
+    facility_id: Mapped[Key]
+    role: Mapped[Key]
+    date: Mapped[DayKey]
+    demand: Mapped[int] = mapped_column(comment="shifts (requests) on the day")
+
+
 class RegionalForecast(Base):
     """Daily demand per region and role in shifts, quantiles from summed sample paths."""
 
@@ -323,6 +344,15 @@ class RecruitingTarget(Base):
     window_start: Mapped[dt.date] = mapped_column(comment="first week a hire today can serve")
     window_end: Mapped[dt.date] = mapped_column(comment="end of the recruiting window")
     note: Mapped[str | None] = mapped_column(Text)
+    acceptance_offers: Mapped[int | None] = mapped_column(
+        comment="shift offers behind acceptance_rate (0: the configured prior alone)"
+    )
+    attrition_nurse_years: Mapped[float | None] = mapped_column(
+        comment="nurse-years of employment behind annual_attrition (0: the prior alone)"
+    )
+    attrition_separations: Mapped[int | None] = mapped_column(
+        comment="nurses who left in the attrition lookback"
+    )
 
 
 class HolidayCoverage(Base):
@@ -344,6 +374,39 @@ class HolidayCoverage(Base):
     recommended_on_call: Mapped[Nurses]
     acceptance_rate: Mapped[Share]
     service_level: Mapped[Share]
+    acceptance_offers: Mapped[int | None] = mapped_column(
+        comment="holiday shift offers behind acceptance_rate (0: prior times holiday factor)"
+    )
+
+
+class HiringPlan(Base):
+    """Month-by-month hiring plan per scenario, region and role for the next six months.
+
+    ``hires`` are the nurses to start recruiting in ``month``; they are on call ``lead_time_days``
+    later, in time for the weeks of ``arrival_start``..``arrival_end``. Attrition of the pool and
+    of earlier hires is included, so later months show the replacements a steady pool needs.
+    """
+
+    __tablename__ = "hiring_plan"
+
+    run_id: Mapped[RunIdKey]
+    scenario: Mapped[Key]
+    region: Mapped[Key]
+    role: Mapped[Key]
+    month: Mapped[DayKey] = mapped_column(comment="first day of the month to start recruiting")
+    arrival_start: Mapped[dt.date] = mapped_column(comment="first day these hires are on call")
+    arrival_end: Mapped[dt.date] = mapped_column(comment="day after the arrival window")
+    pool_needed: Mapped[Nurses] = mapped_column(
+        comment="largest weekly pool needed in the arrival window"
+    )
+    expected_pool: Mapped[float] = mapped_column(
+        comment="nurses expected on call at arrival_end without this month's hires"
+    )
+    hires: Mapped[Nurses] = mapped_column(comment="nurses to start recruiting this month")
+    cumulative_hires: Mapped[Nurses]
+    beyond_horizon: Mapped[bool] = mapped_column(
+        comment="arrival window lies past the forecast horizon: need carried from its last weeks"
+    )
 
 
 #: Tables that hang off forecast_run, in insertion order (delete in reverse or any order).
@@ -351,11 +414,13 @@ CHILD_TABLES: tuple[str, ...] = (
     "quarantined_row",
     "validation_result",
     "demand_forecast",
+    "demand_history",
     "regional_forecast",
     "model_evaluation",
     "on_call_pool",
     "recruiting_target",
     "holiday_coverage",
+    "hiring_plan",
 )
 #: Every reporting table, parent first.
 TABLES: tuple[str, ...] = ("forecast_run", *CHILD_TABLES)

@@ -185,7 +185,30 @@ def result_frames(as_of: dt.date, tag: int = 0) -> dict[str, pd.DataFrame]:
             "example": [f"R{tag}-1", "shift_hours=30 | '); DROP TABLE x;--", None],
         }
     )
+    history_days = pd.date_range(as_of - dt.timedelta(days=7), periods=7, freq="D")
+    history = pd.MultiIndex.from_product(
+        [facilities, roles, history_days], names=["facility_id", "role", "date"]
+    ).to_frame(index=False)
+    history["demand"] = np.arange(len(history), dtype=np.int64) % 4 + tag
+    months = pd.date_range(as_of.replace(day=1), periods=2, freq="MS")
+    hiring = pd.DataFrame(
+        {
+            "scenario": "base",
+            "region": "North",
+            "role": "RN",
+            "month": months,
+            "arrival_start": months + pd.Timedelta(days=97),
+            "arrival_end": months + pd.Timedelta(days=128),
+            "pool_needed": [25 + tag, 26 + tag],
+            "expected_pool": [16.8, 24.1],
+            "hires": [9 + tag, 2],
+            "cumulative_hires": [9 + tag, 11 + tag],
+            "beyond_horizon": [False, True],
+        }
+    )
     return {
+        "demand_history": history,
+        "hiring_plan": hiring,
         "quarantined_row": quarantined,
         "validation_result": validation,
         "demand_forecast": demand,
