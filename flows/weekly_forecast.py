@@ -17,14 +17,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
 from data_contracts.summary import markdown_summary, summary_frame
@@ -64,6 +71,20 @@ from staffcast.source_files import open_source
 
 T = TypeVar("T")
 TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+HISTORY_DAYS = 371
+"""Days of observed demand each run publishes (``demand_history``): a year and a week, so the
+report can draw the same period last year (364 days back, same weekdays) beside the forecast."""
+
+# Share of a run's progress artifact each stage completes (the forecast dominates the time).
+_STAGE_WEIGHTS = {
+    "extract": 0.05,
+    "validate": 0.05,
+    "demand": 0.05,
+    "forecast": 0.6,
+    "regional": 0.1,
+    "plan": 0.1,
+    "publish": 0.05,
+}
 
 
 @dataclass(frozen=True)
@@ -200,6 +221,7 @@ def plan(
         pd.concat([p.holiday_coverage for p in plans], ignore_index=True),
         first.acceptance,
         first.attrition,
+        pd.concat([p.hiring_plan for p in plans], ignore_index=True),
     )
 
 
@@ -276,8 +298,37 @@ def _peak_rss_mb(reset: bool = False) -> float | None:
     return None
 
 
+class _Progress:
+    """The run's progress artifact (key ``weekly-forecast-progress``): stages, then batches."""
+
+    def __init__(self) -> None:
+        self.done = 0.0
+        # Called from sync code, Prefect's sync-compatible function returns the id itself.
+        self.artifact_id = cast(
+            UUID,
+            create_progress_artifact(
+                0.0, key="weekly-forecast-progress", description="Weekly run: starting"
+            ),
+        )
+
+    def update(self, progress: float, description: str) -> None:
+        update_progress_artifact(self.artifact_id, round(100 * min(progress, 1.0), 1), description)
+
+    def stage_done(self, name: str) -> None:
+        self.done += _STAGE_WEIGHTS.get(name, 0.0)
+        self.update(self.done, f"Weekly run: {name} done")
+
+    def within(self, name: str, share: float, description: str) -> None:
+        """Part ``share`` (0-1) of stage ``name`` is done."""
+        self.update(self.done + _STAGE_WEIGHTS.get(name, 0.0) * share, description)
+
+
 def _timed(
-    stages: dict[str, dict[str, float | None]], name: str, fn: Callable[..., T], *args: Any
+    stages: dict[str, dict[str, float | None]],
+    name: str,
+    fn: Callable[..., T],
+    *args: Any,
+    progress: _Progress | None = None,
 ) -> T:
     """Run one stage, recording its wall seconds and the process's peak memory during it."""
     _peak_rss_mb(reset=True)
@@ -289,6 +340,8 @@ def _timed(
         "peak_rss_mb": round(peak, 1) if peak is not None else None,
     }
     get_run_logger().info("Stage %s: %s", name, stages[name])
+    if progress is not None:
+        progress.stage_done(name)
     return result
 
 
@@ -298,6 +351,7 @@ def _forecast_all(
     validated: ValidationResult,
     as_of: date,
     settings: Settings,
+    progress: _Progress,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Forecast every series in batches; closed facilities get zero after their last day."""
     ids = history["series_id"].unique()
@@ -307,8 +361,13 @@ def _forecast_all(
     ]
     start = pd.Timestamp(as_of)
     config = engine_config(settings)
-    futures = forecast_batch.map(batches, settings.horizon_days, config, start)
-    results: list[EngineResult] = futures.result()
+    futures = list(forecast_batch.map(batches, settings.horizon_days, config, start))
+    for done, future in enumerate(as_completed(futures), start=1):
+        future.result()  # raise a failed batch's error now
+        progress.within(
+            "forecast", done / len(futures), f"Forecast: {done} of {len(futures)} batches"
+        )
+    results: list[EngineResult] = [future.result() for future in futures]
     forecast = pd.concat([r.forecast for r in results], ignore_index=True)
     evaluation = pd.concat([r.evaluation for r in results], ignore_index=True)
 
@@ -390,32 +449,62 @@ def weekly_forecast(
     )
     logger.info("Run %s for as_of %s started", run_id, as_of)
     stages: dict[str, dict[str, float | None]] = {}
+    progress = _Progress()
     try:
         extract_with_retries = extract.with_options(
             retries=settings.source_retries,
             retry_delay_seconds=settings.source_retry_delay_seconds,
         )
         source = _timed(
-            stages, "extract", extract_with_retries, src_url, as_of, settings.agency_timezone
+            stages,
+            "extract",
+            extract_with_retries,
+            src_url,
+            as_of,
+            settings.agency_timezone,
+            progress=progress,
         )
-        validated = _timed(stages, "validate", validate, source, settings)
+        validated = _timed(stages, "validate", validate, source, settings, progress=progress)
         _data_quality_artifact(
             markdown_summary(validated.outcomes, validated.counts, quarantine=validated.quarantine)
         )
-        history, booked = _timed(stages, "demand", build_demand, validated, source, settings)
-        forecast, evaluation = _timed(
-            stages, "forecast", _forecast_all, history, booked, validated, as_of, settings
+        history, booked = _timed(
+            stages, "demand", build_demand, validated, source, settings, progress=progress
         )
-        simulation = _timed(stages, "regional", simulate, forecast, history, settings)
-        staffing = _timed(stages, "plan", plan, simulation, validated, as_of, settings, what_ifs)
+        forecast, evaluation = _timed(
+            stages,
+            "forecast",
+            _forecast_all,
+            history,
+            booked,
+            validated,
+            as_of,
+            settings,
+            progress,
+            progress=progress,
+        )
+        simulation = _timed(
+            stages, "regional", simulate, forecast, history, settings, progress=progress
+        )
+        staffing = _timed(
+            stages,
+            "plan",
+            plan,
+            simulation,
+            validated,
+            as_of,
+            settings,
+            what_ifs,
+            progress=progress,
+        )
         extracted, used, quarantined = validated.rows("shift_requests")
         counts = {
             "rows_extracted": extracted,
             "rows_used": used,
             "rows_quarantined": quarantined,
         }
-        tables = _publishable(validated, simulation, forecast, evaluation, staffing)
-        _timed(stages, "publish", publish, rep_url, run_id, tables, counts)
+        tables = _publishable(validated, history, simulation, forecast, evaluation, staffing)
+        _timed(stages, "publish", publish, rep_url, run_id, tables, counts, progress=progress)
     except Exception as exc:
         if isinstance(exc, ValidationFailed):
             _record_stop(engine, run_id, exc)
@@ -443,6 +532,8 @@ def weekly_forecast(
         stages,
     )
     create_markdown_artifact(_markdown(summary, staffing), key="weekly-forecast-summary")
+    _table_artifacts(staffing)
+    progress.update(1.0, "Weekly run: published")
     logger.info(
         "Published run %s: rows extracted %d = used %d + quarantined %d",
         run_id,
@@ -476,6 +567,7 @@ def _record_stop(engine: sa.Engine, run_id: str, exc: ValidationFailed) -> None:
 
 def _publishable(
     validated: ValidationResult,
+    history: pd.DataFrame,
     simulation: DemandSimulation,
     forecast: pd.DataFrame,
     evaluation: pd.DataFrame,
@@ -487,7 +579,17 @@ def _publishable(
     )
     facility["date"] = facility["date"].dt.date
     regional = simulation.regional.assign(date=simulation.regional["date"].dt.date)
+    recent = history[history["date"] >= history["date"].max() - pd.Timedelta(days=HISTORY_DAYS - 1)]
+    observed = pd.DataFrame(
+        {
+            "facility_id": recent["facility_id"],
+            "role": recent["role"],
+            "date": recent["date"].dt.date,
+            "demand": recent["demand"].astype("int64"),
+        }
+    )
     return {
+        "demand_history": observed,
         "quarantined_row": validated.quarantine,
         "validation_result": summary_frame(validated.outcomes, validated.counts),
         "demand_forecast": facility.drop(columns=["series_id", "region"]),
@@ -496,7 +598,56 @@ def _publishable(
         "on_call_pool": staffing.on_call_pool,
         "recruiting_target": staffing.recruiting_target,
         "holiday_coverage": staffing.holiday_coverage,
+        "hiring_plan": staffing.hiring_plan,
     }
+
+
+def _json_cells(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows with plain JSON values (dates as ISO text, numbers rounded) for a table artifact."""
+    rows = frame.to_dict(orient="records")
+    return [
+        {
+            key: value.isoformat()
+            if isinstance(value, date)
+            else round(value, 3)
+            if isinstance(value, float)
+            else value
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
+
+
+def _table_artifacts(staffing: StaffingPlan) -> None:
+    """Hiring targets (every scenario) and base on-call pools as Prefect table artifacts."""
+    targets = staffing.recruiting_target[
+        [
+            "scenario",
+            "region",
+            "role",
+            "hires_needed",
+            "surplus",
+            "recruit_by",
+            "needed_by",
+            "current_pool",
+            "target_pool",
+            "acceptance_rate",
+            "acceptance_offers",
+            "annual_attrition",
+        ]
+    ]
+    create_table_artifact(
+        _json_cells(targets),
+        key="hiring-targets",
+        description="Hires needed per scenario, region and role, and by when",
+    )
+    pools = staffing.on_call_pool
+    pools = pools[pools["scenario"] == BASE_SCENARIO]
+    create_table_artifact(
+        _json_cells(pools[["week_start", "region", "role", "recommended_pool"]]),
+        key="on-call-pools",
+        description="Base scenario: nurses to hold on call per region, role and week",
+    )
 
 
 def _markdown(summary: RunSummary, staffing: StaffingPlan) -> str:

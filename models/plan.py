@@ -19,6 +19,7 @@ from models.staffing import (
     StaffingParams,
     acceptance_by_group,
     estimate_attrition,
+    hiring_plan,
     holiday_coverage,
     on_call_pool,
     recruiting_target,
@@ -123,6 +124,7 @@ class StaffingPlan:
     holiday_coverage: pd.DataFrame
     acceptance: pd.DataFrame
     attrition: pd.DataFrame
+    hiring_plan: pd.DataFrame
 
 
 def offers_with_context(
@@ -215,23 +217,39 @@ def build_plan(
         inputs.min_pool_for_attrition,
     ).set_index(["region", "role"])
 
-    pools, targets = [], []
+    pools, targets, monthly = [], [], []
     for (region, role), paths in sorted(sim.paths.items()):
+        key = (region, role)
         base = group_params(region, role)
-        rate = float(everyday["rate"].get((region, role), base.acceptance_rate))
+        rate = float(everyday["rate"].get(key, base.acceptance_rate))
+        offers_seen = int(everyday["n_offers"].get(key, 0))
         if forced("acceptance_rate", role):
-            rate = base.acceptance_rate
+            rate, offers_seen = base.acceptance_rate, 0
         role_params = replace(base, acceptance_rate=rate)
         weeks = on_call_pool(paths, sim.dates, role_params).assign(region=region, role=role)
         pools.append(weeks)
-        current = int(attrition["current_pool"].get((region, role), 0))
-        yearly = float(attrition["annual_attrition"].get((region, role), base.annual_attrition))
+        current = int(attrition["current_pool"].get(key, 0))
+        yearly = float(attrition["annual_attrition"].get(key, base.annual_attrition))
+        nurse_years = float(attrition["exposure_years"].get(key, 0.0))
+        separations = int(attrition["separations"].get(key, 0))
         if forced("annual_attrition", role):
-            yearly = base.annual_attrition
+            yearly, nurse_years, separations = base.annual_attrition, 0.0, 0
         target = recruiting_target(
             weeks, current, yearly, role_params, as_of, inputs.recruiting_window_weeks
         )
-        targets.append({"region": region, "role": role, **target})
+        targets.append(
+            {
+                "region": region,
+                "role": role,
+                **target,
+                "acceptance_offers": offers_seen,
+                "attrition_nurse_years": nurse_years,
+                "attrition_separations": separations,
+            }
+        )
+        monthly.append(
+            hiring_plan(weeks, current, yearly, role_params, as_of).assign(region=region, role=role)
+        )
 
     # holiday_coverage multiplies an everyday rate by the holiday factor: where holiday offers
     # were observed, pass the holiday estimate divided by the factor so the product is that
@@ -255,7 +273,14 @@ def build_plan(
     pool_frame = pd.concat(pools, ignore_index=True).assign(**label)
     pool_frame["week_start"] = pd.to_datetime(pool_frame["week_start"]).dt.date
     target_frame = pd.DataFrame(targets).assign(**label)
-    coverage = coverage.assign(**label)
+    holiday_offers = {key: int(n) for key, n in holiday_rates["n_offers"].items()}
+    coverage = coverage.assign(
+        **label,
+        acceptance_offers=[
+            0 if forced("acceptance_rate", role) else holiday_offers.get((region, role), 0)
+            for region, role in zip(coverage["region"], coverage["role"], strict=True)
+        ],
+    )
     coverage["date"] = pd.to_datetime(coverage["date"]).dt.date
     return StaffingPlan(
         pool_frame,
@@ -263,4 +288,5 @@ def build_plan(
         coverage,
         acceptance.reset_index(drop=True),
         attrition.reset_index(),
+        pd.concat(monthly, ignore_index=True).assign(**label),
     )

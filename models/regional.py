@@ -186,9 +186,13 @@ def shared_day_cv(history: pd.DataFrame, days: int = 364) -> pd.Series:
     recent = history[history["date"] > last - pd.Timedelta(days=days)]
     out: dict[tuple[str, str], float] = {}
     for (region, role), group in recent.groupby(["region", "role"], sort=True):
-        wide = group.pivot_table(
-            index="date", columns="series_id", values="demand", aggfunc="sum", fill_value=0.0
-        ).sort_index()
+        wide = (
+            group.astype({"demand": float})
+            .pivot_table(
+                index="date", columns="series_id", values="demand", aggfunc="sum", fill_value=0.0
+            )
+            .sort_index()
+        )
         wide = wide.reindex(pd.date_range(wide.index[0], last, freq="D"), fill_value=0.0)
         values = wide.to_numpy(dtype=float)
         if values.shape[0] < 8 * 7 or values.shape[1] < 2:

@@ -512,6 +512,117 @@ def recruiting_target(
     )
 
 
+HIRING_PLAN_COLUMNS = [
+    "month",
+    "arrival_start",
+    "arrival_end",
+    "pool_needed",
+    "expected_pool",
+    "hires",
+    "cumulative_hires",
+    "beyond_horizon",
+]
+
+
+def hiring_plan(
+    pool_weeks: pd.DataFrame,
+    current_pool: int,
+    annual_attrition: float,
+    params: StaffingParams,
+    as_of: date | pd.Timestamp | str,
+    months: int = 6,
+    steady_weeks: int = 4,
+) -> pd.DataFrame:
+    """Month-by-month hiring for one region and role: how many to start recruiting each month.
+
+    Recruiting started in month k (from as_of in the first month, else the 1st) puts nurses on
+    call ``lead_time_days`` later, so month k serves the weeks whose ``week_start`` falls in its
+    *arrival window* ``[start_k + lead, start_{k+1} + lead)``. The pool expected at the end of
+    that window without month k's hires is today's pool and every earlier month's hires, each
+    thinned by attrition since it started serving (``(1 - annual_attrition) ** (days / 365)``);
+    month k hires the whole nurses that lift it to the largest weekly pool the window needs.
+    Later months therefore show the replacements a steady pool needs as well as growth.
+
+    Where an arrival window lies past the forecast horizon, the need is carried from the
+    horizon's last ``steady_weeks`` weeks (and from the window's own weeks where some are
+    inside) and ``beyond_horizon`` is True: read those months as a steady-state estimate.
+
+    Args:
+        pool_weeks: :func:`on_call_pool`'s output for the region and role (``week_start``,
+            ``recommended_pool``).
+        current_pool: active on-call nurses at as_of (nurses).
+        annual_attrition: share of the pool that leaves in a year (0-1).
+        params: the role's parameters (lead time = time_to_hire_days + onboarding_days).
+        as_of: the run's date.
+        months: months to plan (the month of as_of is the first).
+        steady_weeks: weeks at the horizon's end whose largest pool stands in beyond it.
+
+    Returns:
+        One row per month, columns :data:`HIRING_PLAN_COLUMNS`: ``month`` (its 1st, a date),
+        ``arrival_start``/``arrival_end`` (dates), ``pool_needed`` (nurses), ``expected_pool``
+        (nurses at arrival_end without this month's hires, fractional), ``hires``,
+        ``cumulative_hires`` (nurses) and ``beyond_horizon``.
+    """
+    missing = [c for c in ("week_start", "recommended_pool") if c not in pool_weeks.columns]
+    if missing:
+        raise ValueError(
+            f"pool_weeks is missing the columns {missing}; pass on_call_pool's output."
+        )
+    if pool_weeks.empty:
+        raise ValueError("pool_weeks is empty: there is no week to plan for.")
+    if current_pool < 0:
+        raise ValueError(f"current_pool must be >= 0 nurses, got {current_pool}.")
+    if months < 1 or steady_weeks < 1:
+        raise ValueError(f"months and steady_weeks must be >= 1, got {months}, {steady_weeks}.")
+    _check_attrition(annual_attrition)
+    today = pd.Timestamp(as_of).normalize()
+    lead = pd.Timedelta(days=params.lead_time_days)
+    weeks = pool_weeks.assign(week_start=pd.to_datetime(pool_weeks["week_start"]))
+    weeks = weeks.sort_values("week_start", kind="stable")
+    starts = weeks["week_start"].to_numpy()
+    pools = weeks["recommended_pool"].to_numpy(dtype=float)
+    last_week = weeks["week_start"].iloc[-1]
+    steady = float(pools[-steady_weeks:].max())
+    first_of_months = pd.date_range(
+        today.to_period("M").to_timestamp(), periods=months + 1, freq="MS"
+    )
+    recruit_from = [max(today, day) for day in first_of_months]
+
+    def survival(days: pd.Timedelta) -> float:
+        return float((1 - annual_attrition) ** (max(days.days, 0) / DAYS_PER_YEAR))
+
+    rows = []
+    arrivals: list[tuple[pd.Timestamp, int]] = []
+    cumulative = 0
+    for k in range(months):
+        arrival_start = recruit_from[k] + lead
+        arrival_end = recruit_from[k + 1] + lead
+        inside = (starts >= arrival_start.to_datetime64()) & (starts < arrival_end.to_datetime64())
+        beyond = bool(arrival_end - pd.Timedelta(weeks=1) > last_week)
+        need = float(pools[inside].max()) if inside.any() else steady
+        if beyond:
+            need = max(need, steady)
+        expected = current_pool * survival(arrival_end - today) + sum(
+            n * survival(arrival_end - start) for start, n in arrivals
+        )
+        hires = math.ceil(max(0.0, need - expected) - _TOLERANCE)
+        arrivals.append((arrival_start, hires))
+        cumulative += hires
+        rows.append(
+            {
+                "month": first_of_months[k].date(),
+                "arrival_start": arrival_start.date(),
+                "arrival_end": arrival_end.date(),
+                "pool_needed": int(need),
+                "expected_pool": float(expected),
+                "hires": int(hires),
+                "cumulative_hires": int(cumulative),
+                "beyond_horizon": beyond,
+            }
+        )
+    return pd.DataFrame(rows, columns=HIRING_PLAN_COLUMNS)
+
+
 # --------------------------------------------------------------------------------------------
 # Holidays
 # --------------------------------------------------------------------------------------------

@@ -375,7 +375,7 @@ class HolidayCoverage(Base):
     acceptance_rate: Mapped[Share]
     service_level: Mapped[Share]
     acceptance_offers: Mapped[int | None] = mapped_column(
-        comment="holiday shift offers behind acceptance_rate (0: prior times holiday factor)"
+        comment="holiday offers behind acceptance_rate (0: everyday rate x holiday factor)"
     )
 
 

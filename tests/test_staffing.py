@@ -18,6 +18,7 @@ from models.staffing import (
     acceptance_by_group,
     estimate_acceptance,
     estimate_attrition,
+    hiring_plan,
     holiday_coverage,
     on_call_pool,
     pool_coverage,
@@ -387,6 +388,55 @@ def test_more_attrition_never_lowers_hires(values, current: int, attrition, lead
     assert high["hires_needed"] >= low["hires_needed"]
     assert high["surplus"] <= low["surplus"]
     assert min(high["hires_needed"], high["surplus"]) == 0
+
+
+def test_hiring_plan_hand_case() -> None:
+    # 15 weeks from 2026-01-05; lead 21 days; no attrition.
+    values = [5, 5, 5, 10, 12, 15, 11, 14, 16, 13, 12, 20, 18, 17, 19]
+    plan = hiring_plan(pool_weeks(values), 10, 0.0, FAST, AS_OF, months=3)
+    assert plan["month"].tolist() == [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)]
+    # January's hires (recruiting from as_of) arrive 01-26 .. 02-22: weeks 01-26 .. 02-16.
+    assert plan["arrival_start"].tolist() == [
+        date(2026, 1, 26),
+        date(2026, 2, 22),
+        date(2026, 3, 22),
+    ]
+    assert plan["pool_needed"].tolist() == [15, 16, 20]
+    assert plan["expected_pool"].tolist() == [10.0, 15.0, 16.0]
+    assert plan["hires"].tolist() == [5, 1, 4]
+    assert plan["cumulative_hires"].tolist() == [5, 6, 10]
+    # March's window ends 04-22: the week of 04-20 is past the last forecast week (04-13).
+    assert plan["beyond_horizon"].tolist() == [False, False, True]
+
+
+def test_hiring_plan_replaces_leavers_month_by_month() -> None:
+    plan = hiring_plan(pool_weeks([20] * 26), 20, 0.3, FAST, AS_OF)
+    assert len(plan) == 6
+    # A steady need: each month hires what attrition took since the last arrival.
+    assert (plan["hires"] >= 0).all() and plan["hires"].sum() >= 2
+    monthly_loss = 20 * (1 - 0.7 ** (31 / 365))
+    assert plan["hires"].iloc[1:].max() <= math.ceil(monthly_loss) + 1
+    assert plan["cumulative_hires"].tolist() == plan["hires"].cumsum().tolist()
+    assert plan["beyond_horizon"].tolist()[-1] is True  # June is past 26 weeks
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 60), min_size=1, max_size=30),
+    current=st.integers(0, 80),
+    attrition=st.tuples(st.floats(0.0, 0.95), st.floats(0.0, 0.95)).map(sorted),
+    lead=st.integers(0, 120),
+)
+def test_hiring_plan_more_attrition_never_hires_fewer(values, current, attrition, lead) -> None:
+    params = StaffingParams(time_to_hire_days=lead, onboarding_days=0)
+    weeks = pool_weeks(values)
+    low = hiring_plan(weeks, current, attrition[0], params, AS_OF)
+    high = hiring_plan(weeks, current, attrition[1], params, AS_OF)
+    assert (high["cumulative_hires"] >= low["cumulative_hires"]).all()
+    assert (low["hires"] >= 0).all()
+    if attrition[0] == 0.0:  # without attrition the plan hires exactly the growth
+        growth = max(0, int(low["pool_needed"].max()) - current)
+        assert int(low["cumulative_hires"].iloc[-1]) == growth
 
 
 # --- holidays -----------------------------------------------------------------------------------

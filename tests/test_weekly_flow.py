@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,21 @@ def _runs(engine: sa.Engine) -> list[tuple]:
                 "SELECT run_id, as_of, status FROM forecast_run ORDER BY started_at"
             )
         )
+
+
+def _artifacts(flow_run_id: str) -> dict:
+    """The latest artifact per key of one flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    found: dict = {}
+    for artifact in sorted(artifacts, key=lambda a: a.created):
+        found[artifact.key] = artifact
+    return found
 
 
 def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
@@ -71,6 +86,28 @@ def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
     assert days == 182
     assert _count(engine, "current_holiday_coverage") > 0
     assert _count(engine, "current_model_evaluation", "WHERE selected") > 0
+    with engine.connect() as conn:
+        history = conn.exec_driver_sql(
+            "SELECT count(DISTINCT date), max(date), min(demand), count(DISTINCT role) "
+            "FROM current_demand_history"
+        ).one()
+        plan_rows = conn.exec_driver_sql(
+            "SELECT region, role, count(*), sum(hires) FROM current_hiring_plan "
+            "WHERE scenario = 'base' GROUP BY region, role"
+        ).all()
+        counted = conn.exec_driver_sql(
+            "SELECT count(*) FROM current_recruiting_target WHERE acceptance_offers > 0 "
+            "AND attrition_nurse_years > 0 AND attrition_separations IS NOT NULL"
+        ).scalar_one()
+    assert history[0] == 371 and str(history[1]) == str(AS_OF - timedelta(days=1))
+    assert history[2] >= 0 and history[3] == 2
+    assert len(plan_rows) == 8 and {n for _, _, n, _ in plan_rows} == {6}
+    assert counted == 8  # the demo agency has offers and nurses in every region and role
+    artifacts = _artifacts(run["flow_run_id"])
+    assert {"hiring-targets", "on-call-pools", "weekly-forecast-progress"} <= set(artifacts)
+    assert artifacts["weekly-forecast-progress"].data == 100.0
+    targets = artifacts["hiring-targets"].data
+    assert len(json.loads(targets) if isinstance(targets, str) else targets) == 8
 
     pool_sql = (
         "SELECT region, role, week_start, recommended_pool FROM current_on_call_pool "
