@@ -53,7 +53,12 @@ from models.plan import (
     build_plan,
     parse_scenario,
 )
-from models.regional import DemandSimulation, shared_day_cv, simulate_demand
+from models.regional import (
+    DemandSimulation,
+    shared_day_cv,
+    shared_level_cv,
+    simulate_demand,
+)
 from models.staffing import StaffingParams
 from reports import publish as publishing
 from reports.html_report import write_report
@@ -188,16 +193,35 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 @task(**TASK_OPTIONS)
 def simulate(
-    forecasts: pd.DataFrame, history: pd.DataFrame, settings: Settings
+    forecasts: pd.DataFrame,
+    history: pd.DataFrame,
+    backtest_errors: pd.DataFrame,
+    settings: Settings,
 ) -> DemandSimulation:
-    """Facility quantiles and regional demand from summed sample paths with a shared day effect."""
+    """Facility quantiles and regional demand from summed sample paths.
+
+    The paths carry a shared day effect (estimated from history) and a shared level error
+    (estimated from the forecasts' own backtests), so regional intervals reflect how the
+    facilities of a region move together.
+    """
+    logger = get_run_logger()
     day_cv = shared_day_cv(history)
-    get_run_logger().info(
+    level_cv = shared_level_cv(backtest_errors, history)
+    logger.info(
         "Shared day effect (cv) per region and role: %s",
         ", ".join(f"{r}/{k} {v:.3f}" for (r, k), v in day_cv.items()),
     )
+    logger.info(
+        "Shared forecast level error (cv) per role: %s",
+        ", ".join(f"{k} {v:.3f}" for k, v in level_cv.groupby(level="role").first().items()),
+    )
     return simulate_demand(
-        forecasts, None, n_paths=settings.sample_paths, seed=settings.seed, day_cv=day_cv
+        forecasts,
+        None,
+        n_paths=settings.sample_paths,
+        seed=settings.seed,
+        day_cv=day_cv,
+        level_cv=level_cv,
     )
 
 
@@ -352,8 +376,11 @@ def _forecast_all(
     as_of: date,
     settings: Settings,
     progress: _Progress,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Forecast every series in batches; closed facilities get zero after their last day."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Forecast every series in batches; closed facilities get zero after their last day.
+
+    Returns the forecast, the backtest scores (model_evaluation) and the backtest errors.
+    """
     ids = history["series_id"].unique()
     batches = [
         history[history["series_id"].isin(ids[i : i + settings.series_per_task])]
@@ -370,6 +397,7 @@ def _forecast_all(
     results: list[EngineResult] = [future.result() for future in futures]
     forecast = pd.concat([r.forecast for r in results], ignore_index=True)
     evaluation = pd.concat([r.evaluation for r in results], ignore_index=True)
+    backtest_errors = pd.concat([r.backtest_errors for r in results], ignore_index=True)
 
     series = history.drop_duplicates("series_id").set_index("series_id")
     forecast["facility_id"] = forecast["series_id"].map(series["facility_id"])
@@ -386,7 +414,7 @@ def _forecast_all(
     forecast["booked"] = forecast["booked"].fillna(0).astype(int)
     evaluation["facility_id"] = evaluation["series_id"].map(series["facility_id"])
     evaluation["role"] = evaluation["series_id"].map(series["role"])
-    return forecast, evaluation
+    return forecast, evaluation, backtest_errors
 
 
 @flow(name="weekly-forecast", log_prints=True)
@@ -471,7 +499,7 @@ def weekly_forecast(
         history, booked = _timed(
             stages, "demand", build_demand, validated, source, settings, progress=progress
         )
-        forecast, evaluation = _timed(
+        forecast, evaluation, backtest_errors = _timed(
             stages,
             "forecast",
             _forecast_all,
@@ -484,7 +512,14 @@ def weekly_forecast(
             progress=progress,
         )
         simulation = _timed(
-            stages, "regional", simulate, forecast, history, settings, progress=progress
+            stages,
+            "regional",
+            simulate,
+            forecast,
+            history,
+            backtest_errors,
+            settings,
+            progress=progress,
         )
         staffing = _timed(
             stages,

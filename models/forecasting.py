@@ -192,6 +192,9 @@ class EngineConfig:
         return singles + combos
 
 
+BACKTEST_ERROR_COLUMNS = ["series_id", "origin", "days", "forecast", "actual"]
+
+
 @dataclass(frozen=True)
 class EngineResult:
     """Forecasts, uncertainty and backtest scores for a batch of series."""
@@ -200,6 +203,11 @@ class EngineResult:
     size: pd.Series  # dispersion per series_id in the first lead band (NB size or gamma shape)
     family: pd.Series  # 'negbin' or 'gamma' per series_id
     evaluation: pd.DataFrame  # series_id, model, mase, mae, coverage80, selected, n_backtest_days
+    # series_id, origin (first backtest day), days, forecast and actual (totals over the days) of
+    # the nested choose-then-forecast procedure: what models.regional.shared_level_cv reads.
+    backtest_errors: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=BACKTEST_ERROR_COLUMNS)
+    )
 
     def with_quantiles(self) -> pd.DataFrame:
         """The forecast with ``p025 … p975`` columns, in the units of the history."""
@@ -359,6 +367,7 @@ class _Backtest:
     actual: np.ndarray
     predicted: dict[str, np.ndarray]
     scale: float
+    ends: list[int] = field(default_factory=list)  # index of each origin's first day, ascending
 
 
 def _fit_predict(
@@ -410,6 +419,7 @@ def _backtest(
         actual,
         {name: np.clip(np.stack(p), 0.0, None) for name, p in predicted.items()},
         seasonal_naive_scale(y),
+        ends,
     )
 
 
@@ -597,6 +607,26 @@ def _evaluation(plans: list[_SeriesPlan]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _backtest_errors(plans: list[_SeriesPlan]) -> pd.DataFrame:
+    """Per series and backtest origin: total nested forecast and total actual demand."""
+    rows = []
+    for plan in plans:
+        if plan.backtest is None or plan.calibration is None:
+            continue
+        days = plan.backtest.actual.shape[1]
+        for k, end in enumerate(plan.backtest.ends):
+            rows.append(
+                {
+                    "series_id": plan.series_id,
+                    "origin": pd.Timestamp(plan.start + end),
+                    "days": days,
+                    "forecast": float(plan.calibration[k].sum()),
+                    "actual": float(plan.backtest.actual[k].sum()),
+                }
+            )
+    return pd.DataFrame(rows, columns=BACKTEST_ERROR_COLUMNS)
+
+
 def _size_by_day(plan: _SeriesPlan, gap: int, horizon: int) -> np.ndarray:
     """The plan's dispersion on each forecast day, by lead time (days after its last day)."""
     lead = gap + np.arange(horizon)
@@ -682,4 +712,4 @@ def forecast_many(
     )
     size = pd.Series({p.series_id: p.size for p in plans}, name="size", dtype=float)
     family = pd.Series({p.series_id: p.family for p in plans}, name="family", dtype=object)
-    return EngineResult(forecast, size, family, _evaluation(plans))
+    return EngineResult(forecast, size, family, _evaluation(plans), _backtest_errors(plans))

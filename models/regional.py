@@ -16,6 +16,12 @@ role, day and path multiplies every facility's rate (:func:`shared_day_cv` estim
 history). Each facility's own Gamma is narrowed so that its total variance stays ``m**2 / r``
 (exactly, while ``cv**2 <= 1 / r``): facility quantiles are unchanged, the regional mean is still
 the sum of facility means, and regional intervals widen by the facilities' co-movement.
+
+The forecasts' level errors are shared too: when the region's business grows faster than the
+models expected, every facility is under-forecast together. A shared level effect
+``L ~ Gamma(mean 1, level_cv)`` per region, role and path (constant over the horizon) multiplies
+every rate of that path; :func:`shared_level_cv` estimates ``level_cv`` from the engine's own
+backtest errors. Facility variances are preserved the same way as for the day effect.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ def simulate_demand(
     n_paths: int = 1000,
     seed: int = 0,
     day_cv: pd.Series | None = None,
+    level_cv: pd.Series | None = None,
 ) -> DemandSimulation:
     """Exact facility quantiles and simulated regional demand, floored at booked requests.
 
@@ -97,6 +104,8 @@ def simulate_demand(
         n_paths: sample paths per region and role.
         day_cv: coefficient of variation of the shared day effect per (region, role) index
             (:func:`shared_day_cv`); missing or None means independent facilities.
+        level_cv: coefficient of variation of the shared level effect per (region, role)
+            (:func:`shared_level_cv`); missing or None means none.
         seed: random seed. Each (region, role) draws from its own stream derived from the seed
             and the region and role names, so a region's paths do not change when another region
             is added or removed; within a region, facilities are drawn in ``series_id`` order.
@@ -152,8 +161,15 @@ def simulate_demand(
             np.random.SeedSequence(seed, spawn_key=(_stable_id(key[0]), _stable_id(key[1])))
         )
         cv = float(day_cv.get(key, 0.0)) if day_cv is not None else 0.0
+        level = float(level_cv.get(key, 0.0)) if level_cv is not None else 0.0
         total = _regional_paths(
-            rng, m_grid[rows], r_grid[rows], booked_grid[rows], n_paths=n_paths, day_cv=cv
+            rng,
+            m_grid[rows],
+            r_grid[rows],
+            booked_grid[rows],
+            n_paths=n_paths,
+            day_cv=cv,
+            level_cv=level,
         )
         paths[key] = total
         path_quantiles = np.quantile(total, list(QUANTILES), axis=0, method="inverted_cdf")
@@ -216,6 +232,46 @@ def shared_day_cv(history: pd.DataFrame, days: int = 364) -> pd.Series:
     return pd.Series(list(out.values()), index=index, name="day_cv", dtype=float)
 
 
+def shared_level_cv(errors: pd.DataFrame, series: pd.DataFrame, cap: float = 0.5) -> pd.Series:
+    """Coefficient of variation of the forecast level error the facilities of a region share.
+
+    ``errors`` is the engine's ``backtest_errors`` (``series_id, origin, forecast, actual``:
+    totals over each backtest window of the nested choose-then-forecast procedure) and
+    ``series`` maps ``series_id`` to ``region, role``. Per region, role and origin, the
+    cross-products of the facilities' errors ``e = actual - forecast`` add up to
+    ``(sum e)**2 - sum e**2``; summed over origins and regions and divided by the summed squared
+    regional forecasts, that is ``cv**2`` of a level multiplier the facilities share (0 when
+    their errors are independent). Four origins per region are too few to tell regions apart,
+    so the estimate is pooled over the regions of a role (regions of one facility carry no
+    information and are left out of it). Capped at ``cap``. Returns a Series indexed by
+    (region, role) for every region and role in ``series``.
+    """
+    keys = series.drop_duplicates("series_id").set_index("series_id")[["region", "role"]]
+    groups = keys.drop_duplicates().sort_values(["region", "role"])
+    index = pd.MultiIndex.from_frame(groups.astype(str), names=["region", "role"])
+    out = pd.Series(0.0, index=index, name="level_cv", dtype=float)
+    if errors.empty:
+        return out
+    frame = errors.join(keys, on="series_id", how="inner")
+    frame = frame.assign(
+        error=frame["actual"] - frame["forecast"],
+        error2=(frame["actual"] - frame["forecast"]) ** 2,
+    )
+    per = frame.groupby(["region", "role", "origin"], observed=True).agg(
+        n=("error", "size"),
+        error=("error", "sum"),
+        error2=("error2", "sum"),
+        forecast=("forecast", "sum"),
+    )
+    per = per[per["n"] >= 2]
+    for role, block in per.groupby(level="role"):
+        cross = float((block["error"] ** 2 - block["error2"]).sum())
+        scale = float((block["forecast"] ** 2).sum())
+        cv = min(np.sqrt(max(cross, 0.0) / scale), cap) if scale > 0 else 0.0
+        out[out.index.get_level_values("role") == str(role)] = cv
+    return out
+
+
 def regional_weekly(sim: DemandSimulation) -> pd.DataFrame:
     """Weekly (Monday-start) regional demand from the summed sample paths, in shifts per week.
 
@@ -259,12 +315,15 @@ def _regional_paths(
     booked: np.ndarray,
     n_paths: int,
     day_cv: float = 0.0,
+    level_cv: float = 0.0,
 ) -> np.ndarray:
     """Sum over facilities of ``max(NegBin draw, booked)``: int32 array (n_paths, n_days).
 
     With ``day_cv > 0`` every rate of a path and day is multiplied by one shared
     ``G ~ Gamma(1 / day_cv**2, day_cv**2)`` (mean 1), and each facility's own size ``r`` becomes
     ``r'`` with ``(1 + cv**2)(1 + 1/r') = 1 + 1/r`` (Poisson given G when that is not possible).
+    ``level_cv > 0`` adds one such multiplier per path for the whole horizon, and ``r'`` then
+    solves ``(1 + day_cv**2)(1 + level_cv**2)(1 + 1/r') = 1 + 1/r``.
 
     ``size`` is the NB size per facility and day (n_facilities, n_days). Each facility-day gets
     its own Gamma rate ``L ~ Gamma(r, m / r)`` per path (``L = m`` for Poisson series; a Poisson
@@ -276,10 +335,16 @@ def _regional_paths(
     """
     n_facilities, n_days = mean.shape
     shared = None
-    if day_cv > 0:
-        shape = 1.0 / day_cv**2
-        shared = rng.gamma(shape, 1.0 / shape, size=(n_paths, n_days))
-        inverse = (1.0 + 1.0 / size) / (1.0 + day_cv**2) - 1.0  # 1 / r' (size inf -> 1/r = 0)
+    if day_cv > 0 or level_cv > 0:
+        shared = np.ones((n_paths, n_days))
+        if day_cv > 0:
+            shape = 1.0 / day_cv**2
+            shared *= rng.gamma(shape, 1.0 / shape, size=(n_paths, n_days))
+        if level_cv > 0:
+            shape = 1.0 / level_cv**2
+            shared *= rng.gamma(shape, 1.0 / shape, size=(n_paths, 1))
+        # 1 / r' (size inf -> 1/r = 0)
+        inverse = (1.0 + 1.0 / size) / ((1.0 + day_cv**2) * (1.0 + level_cv**2)) - 1.0
         size = np.where(inverse > 1e-12, 1.0 / np.maximum(inverse, 1e-12), np.inf)
     total = np.zeros((n_paths, n_days), dtype=np.int64)
     free_rate = np.zeros((n_paths, n_days), dtype=np.float64)  # summed rate of unbooked days

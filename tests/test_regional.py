@@ -16,6 +16,7 @@ from models.regional import (
     floored_quantiles,
     regional_weekly,
     shared_day_cv,
+    shared_level_cv,
     simulate_demand,
     week_start,
 )
@@ -338,3 +339,68 @@ def test_a_shared_day_effect_widens_the_region_but_not_the_facilities() -> None:
     # Variance: 20 facilities x NB(6, 5) (kept exactly) plus their covariances 6^2 * 0.2^2 each
     expected_var = 20 * (6 + 36 / 5) + 20 * 19 * 36 * 0.2**2
     assert path.var() == pytest.approx(expected_var, rel=0.1)
+
+
+def _level_errors(level_cv: float, regions: int = 6, facilities: int = 10, seed: int = 0):
+    """Backtest totals whose actuals share a Gamma(mean 1, level_cv) level per region and origin."""
+    rng = np.random.default_rng(seed)
+    rows, series = [], []
+    for r in range(regions):
+        for i in range(facilities):
+            series.append({"series_id": f"R{r}F{i}|RN", "region": f"R{r}", "role": "RN"})
+        for origin in pd.date_range("2025-01-06", periods=4, freq="91D"):
+            level = rng.gamma(1 / level_cv**2, level_cv**2) if level_cv > 0 else 1.0
+            for i in range(facilities):
+                forecast = 100.0 + 20 * i
+                own = rng.gamma(100.0, 1 / 100.0)  # cv 0.1, independent per facility
+                rows.append(
+                    {
+                        "series_id": f"R{r}F{i}|RN",
+                        "origin": origin,
+                        "days": 91,
+                        "forecast": forecast,
+                        "actual": forecast * level * own,
+                    }
+                )
+    return pd.DataFrame(rows), pd.DataFrame(series)
+
+
+def test_shared_level_cv_recovers_a_known_level_error() -> None:
+    errors, series = _level_errors(0.10)
+    cv = shared_level_cv(errors, series)
+    assert len(cv) == 6 and cv.nunique() == 1  # pooled over the regions of a role
+    assert cv.iloc[0] == pytest.approx(0.10, abs=0.035)
+    independent = shared_level_cv(*_level_errors(0.0))
+    assert independent.iloc[0] < 0.04
+    # No backtests (every series short): no level effect, and every group still listed.
+    empty = shared_level_cv(errors.iloc[:0], series)
+    assert (empty == 0).all() and len(empty) == 6
+
+
+def test_a_shared_level_effect_correlates_days_but_keeps_facilities() -> None:
+    dates = pd.date_range("2026-01-05", periods=14, freq="D")
+    forecast = pd.DataFrame(
+        {
+            "series_id": np.repeat([f"F{i}|RN" for i in range(20)], 14),
+            "facility_id": np.repeat([f"F{i}" for i in range(20)], 14),
+            "role": "RN",
+            "region": "North",
+            "date": np.tile(dates, 20),
+            "mean": 6.0,
+            "booked": 0,
+            "size": 5.0,
+        }
+    )
+    cv = pd.Series([0.2], index=pd.MultiIndex.from_tuples([("North", "RN")]))
+    independent = simulate_demand(forecast, None, n_paths=6000, seed=3)
+    level = simulate_demand(forecast, None, n_paths=6000, seed=3, level_cv=cv)
+    assert level.facility["p95"].equals(independent.facility["p95"])
+    assert level.regional["mean"].equals(independent.regional["mean"])
+    path = level.paths[("North", "RN")].astype(float)
+    day_var = 20 * (6 + 36 / 5) + 20 * 19 * 36 * 0.2**2
+    assert path.var(axis=0).mean() == pytest.approx(day_var, rel=0.1)
+    # One level per path for the whole horizon: days a week apart co-vary by (sum of means)^2 cv^2
+    across = np.cov(path[:, 0], path[:, 7])[0, 1]
+    assert across == pytest.approx(120**2 * 0.2**2, rel=0.15)
+    flat = independent.paths[("North", "RN")].astype(float)
+    assert abs(np.corrcoef(flat[:, 0], flat[:, 7])[0, 1]) < 0.05
