@@ -14,15 +14,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class RoleStaffing(BaseModel):
-    """Staffing parameters for one role (RN or LPN), with the reason for each default."""
+    """Staffing parameters for one role (RN or LPN): unit, reason and source of each default.
+
+    Each description ends with its source, or says "Assumption:" where no public figure exists
+    and the default is a starting point to replace with the agency's own policy or data
+    (acceptance and attrition are estimated from the agency's data when there is enough).
+    """
 
     service_level: float = Field(
         0.95,
         gt=0,
         lt=1,
         description=(
-            "Probability (0-1) that the on-call pool covers a day's requests. 0.95 is the usual "
-            "fill-rate promise in agency contracts."
+            "Probability (0-1) that the on-call pool covers all of a day's requests. A policy "
+            "choice, not a measurement: the share of days the agency promises to fill. "
+            "Assumption: 95%, a common fill-rate commitment; set your contracts' figure."
         ),
     )
     acceptance_rate: float = Field(
@@ -30,8 +36,10 @@ class RoleStaffing(BaseModel):
         gt=0,
         le=1,
         description=(
-            "Probability (0-1) that a pool nurse accepts a call, used when shift_offers has too "
-            "few offers. About one call in three is accepted in per-diem pools."
+            "Probability (0-1) that a pool nurse accepts a call; the prior that shift_offers "
+            "estimates are shrunk toward (min_offers_for_estimate). Assumption: about one call "
+            "in three is accepted in per-diem pools; no public benchmark exists, so the run "
+            "uses your offers as soon as there are enough."
         ),
     )
     max_shifts_per_week: int = Field(
@@ -39,8 +47,10 @@ class RoleStaffing(BaseModel):
         ge=1,
         le=7,
         description=(
-            "Shifts one on-call nurse works per week at most (shifts). Four 12-hour shifts is "
-            "the common ceiling before overtime and fatigue rules bite."
+            "Shifts one on-call nurse works per week at most (shifts). Four 12-hour shifts are "
+            "48 hours. Source: Institute of Medicine, Keeping Patients Safe (2004), recommends "
+            "at most 60 hours in 7 days; Rogers et al., Health Affairs 23(4), 2004, found error "
+            "risk rising beyond 40 hours a week."
         ),
     )
     holiday_acceptance_factor: float = Field(
@@ -49,7 +59,8 @@ class RoleStaffing(BaseModel):
         le=1,
         description=(
             "Multiplier (0-1) on acceptance_rate for holidays: fewer nurses take a call on "
-            "Christmas Day."
+            "Christmas Day; used where shift_offers has too few holiday offers. Assumption: "
+            "30% fewer acceptances; the run estimates holiday acceptance from your offers."
         ),
     )
     annual_attrition: float = Field(
@@ -57,22 +68,27 @@ class RoleStaffing(BaseModel):
         ge=0,
         lt=1,
         description=(
-            "Share of the pool that leaves in a year (0-1), used when the nurses table has too "
-            "little history. NSI 2025 reports 16.4% RN turnover at hospitals; agency pools churn "
-            "faster."
+            "Share of the pool that leaves in a year (0-1); the prior the nurses table's "
+            "estimate is shrunk toward (min_pool_for_attrition). Source: NSI Nursing "
+            "Solutions, 2025 National Health Care Retention & RN Staffing Report: 16.4% RN "
+            "turnover at hospitals; agency pools churn faster, hence 25% (assumption)."
         ),
     )
     time_to_hire_days: int = Field(
         83,
         ge=0,
-        description="Days from opening a requisition to an accepted offer. NSI 2025: 83 days.",
+        description=(
+            "Days from opening a requisition to an accepted offer (days). Source: NSI Nursing "
+            "Solutions, 2025 National Health Care Retention & RN Staffing Report: 83 days to "
+            "recruit an experienced RN."
+        ),
     )
     onboarding_days: int = Field(
         14,
         ge=0,
         description=(
-            "Days from an accepted offer to a nurse on call (credentialing, orientation): two "
-            "weeks is typical for agencies."
+            "Days from an accepted offer to a nurse on call: credential and licence checks, "
+            "orientation (days). Assumption: two weeks, typical for agencies; set your own."
         ),
     )
 
@@ -80,6 +96,9 @@ class RoleStaffing(BaseModel):
 def _default_staffing() -> dict[str, RoleStaffing]:
     return {
         "RN": RoleStaffing(),
+        # Assumptions: LPN requisitions fill faster (a larger labour pool, shorter
+        # credentialing) and LPNs accept and leave more often than RNs; no public LPN benchmark
+        # matches NSI's RN figures, so replace these with your own history.
         "LPN": RoleStaffing(
             acceptance_rate=0.4,
             time_to_hire_days=60,
@@ -161,8 +180,10 @@ class Settings(BaseSettings):
         50,
         ge=1,
         description=(
-            "Offers a region and role need before the observed acceptance rate replaces the "
-            "configured one."
+            "Weight of the configured acceptance_rate, in offers: a region and role's estimate "
+            "is (accepted + rate x this) / (offers + this), so with 50 offers it is halfway "
+            "between what was observed and the configured rate, and with 500 mostly observed. "
+            "50 offers give the observed rate a standard error of about 7 points."
         ),
     )
     attrition_lookback_days: int = Field(
@@ -172,8 +193,9 @@ class Settings(BaseSettings):
         20,
         ge=1,
         description=(
-            "Average head count a region and role need before the observed attrition replaces "
-            "the configured one."
+            "Weight of the configured annual_attrition, in nurse-years: the estimate is "
+            "(leavers + attrition x this) / (nurse-years employed + this), so a region with 20 "
+            "nurses over the last year sits halfway between its own rate and the configured one."
         ),
     )
     recruiting_window_weeks: int = Field(

@@ -503,6 +503,16 @@ def test_holiday_outside_horizon_and_missing_role() -> None:
         holiday_coverage(sim, {}, {"RN": StaffingParams()})
 
 
+def test_every_staffing_default_has_a_unit_and_a_source() -> None:
+    """Issue 5: each parameter says its unit and cites a source or says it is an assumption."""
+    from staffcast.settings import RoleStaffing
+
+    for name, field in RoleStaffing.model_fields.items():
+        text = field.description or ""
+        assert "Source:" in text or "Assumption:" in text, name
+        assert any(unit in text for unit in ("(0-1)", "(days)", "(shifts)")), name
+
+
 def test_staffing_params_are_validated() -> None:
     with pytest.raises(ValueError, match="service_level"):
         StaffingParams(service_level=1.0)
