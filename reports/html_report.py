@@ -1,9 +1,21 @@
-"""A compact, self-contained HTML report of one published run, for recruiters and operations.
+"""The per-run HTML report that recruiters and operations read, in one self-contained file.
 
-One file with inline CSS and no scripts or external resources, so it can be mailed or opened
-offline. Sections, most actionable first: hiring targets (base scenario), the weekly on-call
-pool per region and role, holiday coverage, and data quality (rows used and quarantined).
-Every value from the database is HTML-escaped: facility and region names are free text.
+Inline CSS and inline SVG, no scripts and no external resources, so it can be mailed or opened
+offline. Sections, most actionable first:
+
+1. hiring targets per region and role (base scenario), the month-by-month hiring plan and,
+   when the run has them, the other scenarios side by side;
+2. the weekly on-call pool per region and role (chart and numbers);
+3. holiday coverage for the holidays in the horizon;
+4. per-facility demand charts: 26 weeks of history, the forecast with its 80% and 95% bands
+   and the same period last year (capped at ``max_facility_charts``, busiest first; the report
+   says how many were left out and lists them);
+5. data quality: rows used and quarantined, failed data-contract rules;
+6. forecast accuracy of the backtests behind the chosen models.
+
+Every value from the database is HTML-escaped, in tables and inside SVG text, titles and
+attributes: region names, facility ids and holiday names are free text. Data are read with a
+few set-based queries per section, never one query per facility.
 """
 
 from __future__ import annotations
@@ -12,74 +24,224 @@ import datetime as dt
 import html
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, Select, func, select
 
+from reports import charts
 from reports.publish import latest_published_run
 from reports.schema import table
 
-__all__ = ["BASE_SCENARIO", "write_report"]
+__all__ = [
+    "BASE_SCENARIO",
+    "MAX_FACILITY_CHARTS",
+    "published_run",
+    "write_atomically",
+    "write_report",
+]
 
 BASE_SCENARIO = "base"
+#: Facility demand charts drawn at most, busiest series (facility and role) first.
+MAX_FACILITY_CHARTS = 120
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem;
-       color: #1f2933; max-width: 1200px; }
+_CSS = (
+    """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       padding: 0 1rem; color: #1f2933; max-width: 1280px; line-height: 1.4; }
 h1 { font-size: 1.5rem; margin-bottom: 0.2rem; }
-h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #cbd2d9; }
-p.meta, p.note { color: #52606d; font-size: 0.9rem; margin: 0.3rem 0; }
-table { border-collapse: collapse; font-size: 0.9rem; margin-top: 0.5rem; }
-th, td { border: 1px solid #cbd2d9; padding: 0.25rem 0.6rem; }
-th { background: #f0f4f8; text-align: left; }
+h2 { font-size: 1.2rem; margin-top: 2.2rem; border-bottom: 2px solid #cbd2d9; }
+h3 { font-size: 1rem; margin: 1.4rem 0 0.3rem; }
+nav { font-size: 0.9rem; margin: 0.6rem 0; }
+nav a { margin-right: 1rem; color: #1d4ed8; }
+p.meta, p.note { color: #52606d; font-size: 0.9rem; margin: 0.3rem 0; max-width: 60rem; }
+p.lead { font-size: 1rem; margin: 0.4rem 0; }
+table { border-collapse: collapse; font-size: 0.85rem; margin-top: 0.5rem; }
+th, td { border: 1px solid #d9e2ec; padding: 0.2rem 0.5rem; vertical-align: top; }
+td { white-space: nowrap; }
+td.wrap { white-space: normal; min-width: 12rem; }
+th { background: #f0f4f8; text-align: left; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.hire td { background: #fff3c4; }
+td.beyond { color: #7b8794; font-style: italic; }
+.late { color: #b91c1c; font-weight: 600; }
 .scroll { overflow-x: auto; }
+details { margin: 0.5rem 0; }
+summary { cursor: pointer; color: #1d4ed8; font-size: 0.9rem; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(430px, 1fr));
+          gap: 0.8rem 1.2rem; }
+figure { margin: 0; }
+figcaption { font-size: 0.85rem; margin-bottom: 0.1rem; }
 """
+    + charts.CHART_CSS
+)
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+class Markup(str):
+    """Text that is already safe HTML (built here from escaped parts): not escaped again."""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
 
 
 def _text(value: Any) -> str:
     """A value as escaped display text: dates ISO, floats to 2 decimals, missing as a dash."""
-    if value is None:
+    if isinstance(value, Markup):
+        return str(value)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
         return "&mdash;"
     if isinstance(value, dt.datetime):
-        return html.escape(value.strftime("%Y-%m-%d %H:%M %Z").strip())
+        return _esc(value.strftime("%Y-%m-%d %H:%M %Z").strip())
     if isinstance(value, dt.date):
-        return html.escape(value.isoformat())
-    if isinstance(value, bool):
+        return _esc(value.isoformat())
+    if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
-    if isinstance(value, float):
-        return html.escape(f"{value:,.2f}")
-    if isinstance(value, int):
-        return html.escape(f"{value:,}")
-    return html.escape(str(value))
+    if isinstance(value, float | np.floating):
+        return _esc(f"{value:,.2f}")
+    if isinstance(value, int | np.integer):
+        return _esc(f"{value:,}")
+    return _esc(value)
 
 
-def _cell(value: Any) -> str:
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    return f'<td class="num">{_text(value)}</td>' if numeric else f"<td>{_text(value)}</td>"
+def _number(value: Any, decimals: int = 1, suffix: str = "") -> Markup:
+    """A number with thousands separators and ``decimals`` places; missing as a dash."""
+    if value is None or pd.isna(value):
+        return Markup("&mdash;")
+    return Markup(_esc(f"{float(value):,.{decimals}f}{suffix}"))
+
+
+def _share(value: Any, decimals: int = 0) -> Markup:
+    """A 0-1 share as a percentage."""
+    if value is None or pd.isna(value):
+        return Markup("&mdash;")
+    return Markup(_esc(f"{100 * float(value):.{decimals}f}%"))
+
+
+def _count(value: Any) -> int | None:
+    """An integer count from the database, or None for NULL/NaN (older runs)."""
+    if value is None or pd.isna(value):
+        return None
+    return int(value)
+
+
+def acceptance_text(rate: Any, offers: Any) -> Markup:
+    """``0.31 (412 offers)``; ``0.35 prior (no offers)`` for the prior alone; a dash if unknown."""
+    shown = _text(None) if rate is None or pd.isna(rate) else _esc(f"{float(rate):.2f}")
+    counted = _count(offers)
+    if counted is None:
+        return Markup(f"{shown} (&mdash;)")
+    if counted == 0:
+        return Markup(f"{shown} prior (no offers)")
+    return Markup(f"{shown} ({counted:,} offer{'' if counted == 1 else 's'})")
+
+
+def attrition_text(rate: Any, nurse_years: Any, separations: Any) -> Markup:
+    """``16% (38.2 nurse-years, 6 left)``; ``25% prior (no history)``; dashes for NULLs."""
+    shown = _share(rate)
+    years = None if nurse_years is None or pd.isna(nurse_years) else float(nurse_years)
+    left = _count(separations)
+    if years is None and left is None:
+        return Markup(f"{shown} (&mdash;)")
+    if years == 0 and not left:
+        return Markup(f"{shown} prior (no history)")
+    years_text = "&mdash;" if years is None else _esc(f"{years:,.1f}")
+    left_text = "&mdash;" if left is None else _esc(f"{left:,}")
+    return Markup(f"{shown} ({years_text} nurse-years, {left_text} left)")
+
+
+def _cell(value: Any, right: bool, extra_class: str = "") -> str:
+    numeric = right or (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool | np.bool_)
+    )
+    classes = " ".join(name for name in ("num" if numeric else "", extra_class) if name)
+    attribute = f' class="{_esc(classes)}"' if classes else ""
+    return f"<td{attribute}>{_text(value)}</td>"
 
 
 def _table(
     headers: Sequence[str],
     rows: Iterable[Sequence[Any]],
     row_classes: Sequence[str] | None = None,
+    *,
+    right: Collection[int] = (),
+    wrap: Collection[int] = (),
+    table_id: str | None = None,
+    cell_classes: Sequence[Sequence[str]] | None = None,
 ) -> str:
-    head = "".join(f"<th>{html.escape(header)}</th>" for header in headers)
+    """An HTML table; every value escaped unless it is :class:`Markup`.
+
+    ``right`` lists columns to right-align although they hold Markup (formatted numbers);
+    ``wrap`` lists columns of long text that may wrap (cells stay on one line otherwise).
+    """
+    head = "".join(f"<th>{_esc(header)}</th>" for header in headers)
     body = []
     for index, row in enumerate(rows):
         css = row_classes[index] if row_classes else ""
-        attribute = f' class="{html.escape(css)}"' if css else ""
-        body.append(f"<tr{attribute}>{''.join(_cell(value) for value in row)}</tr>")
+        attribute = f' class="{_esc(css)}"' if css else ""
+        cells = [
+            _cell(
+                value,
+                column in right,
+                " ".join(
+                    name
+                    for name in (
+                        cell_classes[index][column] if cell_classes else "",
+                        "wrap" if column in wrap else "",
+                    )
+                    if name
+                ),
+            )
+            for column, value in enumerate(row)
+        ]
+        body.append(f"<tr{attribute}>{''.join(cells)}</tr>")
+    id_attribute = f' id="{_esc(table_id)}"' if table_id else ""
     return (
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f'<div class="scroll"><table{id_attribute}><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
-def _published_run(engine: Engine, run_id: str | None) -> dict[str, Any]:
+def _note(text: str) -> str:
+    """A plain-English explanation (``text`` is trusted: written here, not from the DB)."""
+    return f'<p class="note">{text}</p>'
+
+
+def _section(section_id: str, title: str, body: str) -> str:
+    return f'<section id="{section_id}"><h2>{_esc(title)}</h2>{body}</section>'
+
+
+def _rows(connection: Connection, statement: Select[Any]) -> pd.DataFrame:
+    """The result of ``statement`` as a frame (typed values; columns even when empty)."""
+    result = connection.execute(statement)
+    return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def _pair_label(region: Any, role: Any) -> str:
+    return f"{region} · {role}"
+
+
+def _scenario_order(scenarios: Iterable[str]) -> list[str]:
+    unique = set(scenarios)
+    return ([BASE_SCENARIO] if BASE_SCENARIO in unique else []) + sorted(unique - {BASE_SCENARIO})
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+def published_run(engine: Engine, run_id: str | None) -> dict[str, Any]:
+    """The forecast_run row of a published run (default: the current one), as a dict.
+
+    Raises ``ValueError`` with what to do when there is no published run, or when ``run_id`` is
+    unknown or not published.
+    """
     if run_id is None:
         run = latest_published_run(engine)
         if run is None:
@@ -105,68 +267,246 @@ def _published_run(engine: Engine, run_id: str | None) -> dict[str, Any]:
     return dict(found)
 
 
+# --- 1. hiring ----------------------------------------------------------------------------------
+
+
 def _hiring_section(connection: Connection, run_id: str) -> str:
     target = table("recruiting_target")
-    rows = connection.execute(
-        select(
-            target.c.recruit_by,
-            target.c.needed_by,
-            target.c.region,
-            target.c.role,
-            target.c.hires_needed,
-            target.c.surplus,
-            target.c.current_pool,
-            target.c.target_pool,
-            target.c.expected_attrition,
-            target.c.lead_time_days,
-        )
-        .where(target.c.run_id == run_id, target.c.scenario == BASE_SCENARIO)
-        .order_by(target.c.recruit_by, target.c.region, target.c.role)
-    ).all()
-    if not rows:
-        return "<h2>Hiring targets</h2><p class='note'>No hiring targets in this run.</p>"
-    headers = [
-        "Recruit by",
-        "Needed by",
-        "Region",
-        "Role",
-        "Hires needed (nurses)",
-        "Surplus (nurses)",
-        "Current pool",
-        "Target pool",
-        "Expected attrition",
-        "Lead time (days)",
-    ]
-    classes = ["hire" if row.hires_needed > 0 else "" for row in rows]
-    return (
-        "<h2>Hiring targets</h2>"
-        "<p class='note'>Base scenario. Open requisitions by <em>recruit by</em> so the nurses "
-        "are on call by <em>needed by</em>; highlighted rows need hires.</p>"
-        + _table(headers, rows, classes)
+    frame = _rows(connection, select(target).where(target.c.run_id == run_id))
+    base = frame[frame["scenario"] == BASE_SCENARIO].sort_values(
+        ["recruit_by", "region", "role"], kind="stable"
     )
+    parts: list[str] = []
+    if base.empty:
+        parts.append(_note("No base-scenario hiring targets in this run."))
+    else:
+        needing = base[base["hires_needed"] > 0]
+        surplus = int(base["surplus"].sum())
+        late = int(base["late"].astype(bool).sum())
+        if needing.empty:
+            lead = f"No region needs hires now: all {len(base)} region·role pools are covered"
+            lead += f" (surplus of {surplus:,} nurses in total)." if surplus else "."
+        else:
+            lead = (
+                f"<strong>{int(needing['hires_needed'].sum()):,} nurses to hire</strong> across "
+                f"{len(needing)} of {len(base)} region·role pools; the earliest recruit-by date "
+                f"is <strong>{_esc(min(needing['recruit_by']).isoformat())}</strong>."
+            )
+            if late:
+                lead += f' <span class="late">{late} already late.</span>'
+        parts.append(f'<p class="lead">{lead}</p>')
+        parts.append(
+            _note(
+                "Base scenario. Open requisitions by <em>recruit by</em> so the new nurses are on "
+                "call by <em>needed by</em> (after the lead time: time to hire plus onboarding). "
+                "Target pool is the largest weekly on-call pool needed once they arrive; expected "
+                "attrition is the nurses likely to leave before then. A pool bigger than needed "
+                "shows as a surplus, not as negative hires. Rates show the observations behind "
+                "them: a prior is the configured value, used when there was no history. "
+                "Highlighted rows need hires."
+            )
+        )
+        headers = [
+            "Recruit by",
+            "Needed by",
+            "Region",
+            "Role",
+            "Hires needed (nurses)",
+            "Surplus (nurses)",
+            "Current pool (nurses)",
+            "Target pool (nurses)",
+            "Expected attrition (nurses)",
+            "Lead time (days)",
+            "Acceptance rate (offers seen)",
+            "Annual attrition (evidence)",
+            "Late",
+            "Note",
+        ]
+        rows = []
+        for record in base.itertuples(index=False):
+            rows.append(
+                [
+                    record.recruit_by,
+                    record.needed_by,
+                    record.region,
+                    record.role,
+                    int(record.hires_needed),
+                    int(record.surplus),
+                    int(record.current_pool),
+                    int(record.target_pool),
+                    _number(record.expected_attrition),
+                    int(record.lead_time_days),
+                    acceptance_text(record.acceptance_rate, record.acceptance_offers),
+                    attrition_text(
+                        record.annual_attrition,
+                        record.attrition_nurse_years,
+                        record.attrition_separations,
+                    ),
+                    Markup('<span class="late">late</span>') if record.late else "",
+                    record.note if isinstance(record.note, str) else "",
+                ]
+            )
+        classes = ["hire" if hires > 0 else "" for hires in base["hires_needed"]]
+        parts.append(
+            _table(headers, rows, classes, right={8}, wrap={13}, table_id="hiring-targets")
+        )
+    parts.append(_hiring_plan(connection, run_id))
+    parts.append(_scenario_comparison(frame))
+    return _section("hiring", "Hiring targets", "".join(parts))
+
+
+def _hiring_plan(connection: Connection, run_id: str) -> str:
+    plan_table = table("hiring_plan")
+    plan = _rows(
+        connection,
+        select(
+            plan_table.c.region,
+            plan_table.c.role,
+            plan_table.c.month,
+            plan_table.c.hires,
+            plan_table.c.beyond_horizon,
+        ).where(plan_table.c.run_id == run_id, plan_table.c.scenario == BASE_SCENARIO),
+    )
+    title = "<h3>Month-by-month hiring plan</h3>"
+    if plan.empty:
+        return title + _note("No month-by-month hiring plan stored for this run.")
+    months = sorted(set(plan["month"]))
+    pairs = sorted(set(zip(plan["region"], plan["role"], strict=True)))
+    cells = {
+        (record.region, record.role, record.month): (int(record.hires), bool(record.beyond_horizon))
+        for record in plan.itertuples(index=False)
+    }
+    headers = ["Region · role", *(f"{month:%b %Y} (nurses)" for month in months), "Total"]
+    rows: list[list[Any]] = []
+    flags: list[list[str]] = []
+    for region, role in pairs:
+        row: list[Any] = [_pair_label(region, role)]
+        flag_row = [""]
+        total = 0
+        for month in months:
+            found = cells.get((region, role, month))
+            if found is None:
+                row.append(None)
+                flag_row.append("")
+                continue
+            hires, beyond = found
+            total += hires
+            row.append(Markup(f"{hires:,}&#8224;") if beyond else hires)
+            flag_row.append("beyond" if beyond else "")
+        row.append(total)
+        flag_row.append("")
+        rows.append(row)
+        flags.append(flag_row)
+    classes = ["hire" if row[-1] > 0 else "" for row in rows]
+    return (
+        title
+        + _note(
+            "Nurses to start recruiting in each month (base scenario), including replacements "
+            "for expected attrition, so the pool stays at what the forecast needs once they "
+            "arrive. &#8224; marks months whose hires arrive after the forecast horizon: their "
+            "need is carried over from the last forecast weeks, so treat them as provisional."
+        )
+        + _table(
+            headers,
+            rows,
+            classes,
+            right=set(range(1, len(headers))),
+            cell_classes=flags,
+        )
+    )
+
+
+def _scenario_comparison(frame: pd.DataFrame) -> str:
+    scenarios = _scenario_order(frame["scenario"])
+    if len(scenarios) < 2 or BASE_SCENARIO not in scenarios:
+        return ""
+    pairs = sorted(set(zip(frame["region"], frame["role"], strict=True)))
+    by_key = {
+        (record.scenario, record.region, record.role): record
+        for record in frame.itertuples(index=False)
+    }
+    rows: list[list[Any]] = []
+    totals = dict.fromkeys(scenarios, 0)
+    for region, role in pairs:
+        row: list[Any] = [_pair_label(region, role)]
+        for scenario in scenarios:
+            record = by_key.get((scenario, region, role))
+            if record is None:
+                row.append(None)
+                continue
+            totals[scenario] += int(record.hires_needed)
+            if int(record.hires_needed) == 0 and int(record.surplus) > 0:
+                row.append(Markup(f"0 (surplus {int(record.surplus):,})"))
+            else:
+                row.append(int(record.hires_needed))
+        rows.append(row)
+    rows.append([Markup("<strong>Total</strong>"), *(totals[s] for s in scenarios)])
+    return (
+        "<h3>Scenarios</h3>"
+        + _note(
+            "Hires needed (nurses) under each scenario the run computed: the same plan with "
+            "other service levels, acceptance rates or attrition. Compare them with the base "
+            "scenario to see how sensitive the hiring target is."
+        )
+        + _table(
+            ["Region · role", *(f"{s} (hires)" for s in scenarios)],
+            rows,
+            right=set(range(1, len(scenarios) + 1)),
+        )
+    )
+
+
+# --- 2. on-call pool ----------------------------------------------------------------------------
 
 
 def _pool_section(connection: Connection, run_id: str) -> str:
-    pool = table("on_call_pool")
-    rows = connection.execute(
-        select(pool.c.week_start, pool.c.region, pool.c.role, pool.c.recommended_pool)
-        .where(pool.c.run_id == run_id, pool.c.scenario == BASE_SCENARIO)
-        .order_by(pool.c.week_start, pool.c.region, pool.c.role)
-    ).all()
-    if not rows:
-        return "<h2>On-call pool</h2><p class='note'>No on-call pool in this run.</p>"
-    series = sorted({(row.region, row.role) for row in rows})
-    weeks = sorted({row.week_start for row in rows})
-    by_week = {(row.week_start, row.region, row.role): row.recommended_pool for row in rows}
-    headers = ["Week of (Monday)", *(f"{region} · {role}" for region, role in series)]
+    pool_table = table("on_call_pool")
+    pool = _rows(
+        connection,
+        select(
+            pool_table.c.region,
+            pool_table.c.role,
+            pool_table.c.week_start,
+            pool_table.c.recommended_pool,
+            pool_table.c.peak_day_p95,
+            pool_table.c.weekly_demand_mean,
+        ).where(pool_table.c.run_id == run_id, pool_table.c.scenario == BASE_SCENARIO),
+    )
+    if pool.empty:
+        return _section("pool", "On-call pool", _note("No on-call pool in this run."))
+    weeks = sorted(set(pool["week_start"]))
+    parts = [
+        _note(
+            "Base scenario: nurses to hold on call each week (Monday to Sunday) per region and "
+            "role, so that with the usual acceptance rate the busiest day is covered at the "
+            "agreed service level and nobody works more than the weekly shift cap. Hover a "
+            "point for the week's numbers; the table below has them all."
+        )
+    ]
+    for role, role_pool in pool.groupby("role", sort=True):
+        svg, legend = charts.weekly_pool_chart(str(role), role_pool, weeks)
+        parts.append(
+            f"<h3>{_esc(role)}</h3>"
+            f'<div class="legend">{legend}</div><figure class="pool-chart">{svg}</figure>'
+        )
+    series = sorted(set(zip(pool["region"], pool["role"], strict=True)))
+    by_week = {
+        (record.week_start, record.region, record.role): int(record.recommended_pool)
+        for record in pool.itertuples(index=False)
+    }
     grid = [
         [week, *(by_week.get((week, region, role)) for region, role in series)] for week in weeks
     ]
-    return (
-        "<h2>On-call pool</h2>"
-        "<p class='note'>Base scenario: nurses to hold on call each week, per region and "
-        "role.</p>" + _table(headers, grid)
+    headers = ["Week of (Monday)", *(f"{_pair_label(r, k)} (nurses)" for r, k in series)]
+    parts.append(
+        "<details><summary>Weekly numbers (nurses on call)</summary>"
+        + _table(headers, grid)
+        + "</details>"
     )
+    return _section("pool", "On-call pool", "".join(parts))
+
+
+# --- 3. holidays --------------------------------------------------------------------------------
 
 
 def _holiday_section(connection: Connection, run_id: str) -> str:
@@ -178,77 +518,389 @@ def _holiday_section(connection: Connection, run_id: str) -> str:
             coverage.c.region,
             coverage.c.role,
             coverage.c.expected_demand,
+            coverage.c.p90,
             coverage.c.p95,
             coverage.c.typical_demand,
             coverage.c.uplift,
             coverage.c.recommended_on_call,
+            coverage.c.acceptance_rate,
+            coverage.c.acceptance_offers,
         )
         .where(coverage.c.run_id == run_id, coverage.c.scenario == BASE_SCENARIO)
-        .order_by(coverage.c.date, coverage.c.region, coverage.c.role)
+        .order_by(coverage.c.date, coverage.c.holiday, coverage.c.region, coverage.c.role)
     ).all()
     if not rows:
-        return ""
+        return _section(
+            "holidays",
+            "Holiday coverage",
+            _note("No public holidays fall in this run's forecast horizon."),
+        )
     headers = [
         "Date",
         "Holiday",
         "Region",
         "Role",
         "Expected demand (shifts)",
+        "90% demand (shifts)",
         "95% demand (shifts)",
         "Typical same weekday (shifts)",
         "Uplift (×)",
         "Recommended on call (nurses)",
+        "Holiday acceptance rate (offers seen)",
     ]
-    return "<h2>Holiday coverage</h2>" + _table(headers, rows)
+    table_rows = [
+        [
+            row.date,
+            row.holiday,
+            row.region,
+            row.role,
+            _number(row.expected_demand),
+            _number(row.p90),
+            _number(row.p95),
+            _number(row.typical_demand),
+            _number(row.uplift, 2, "×"),
+            int(row.recommended_on_call),
+            acceptance_text(row.acceptance_rate, row.acceptance_offers),
+        ]
+        for row in rows
+    ]
+    body = _note(
+        "Base scenario, soonest first. Expected demand is the forecast mean for the day; the 90% "
+        "and 95% columns are demand that will not be exceeded on 9 (or 19) holidays out of 10 "
+        "(or 20). Uplift compares the holiday with a typical same weekday (below 1: quieter than "
+        "usual). Fewer nurses accept a call on a holiday, so the on-call number uses the lower "
+        "holiday acceptance rate."
+    ) + _table(headers, table_rows, right={4, 5, 6, 7, 8})
+    return _section("holidays", "Holiday coverage", body)
+
+
+# --- 4. facility demand -------------------------------------------------------------------------
+
+
+def _facility_section(connection: Connection, run: dict[str, Any], max_charts: int | None) -> str:
+    run_id, as_of = run["run_id"], run["as_of"]
+    forecast_table = table("demand_forecast")
+    history_table = table("demand_history")
+    totals = _rows(
+        connection,
+        select(
+            forecast_table.c.facility_id,
+            forecast_table.c.role,
+            func.sum(forecast_table.c.mean).label("total"),
+            func.count().label("days"),
+        )
+        .where(forecast_table.c.run_id == run_id)
+        .group_by(forecast_table.c.facility_id, forecast_table.c.role),
+    )
+    title = "Demand per facility"
+    if totals.empty:
+        return _section("facilities", title, _note("No facility forecasts in this run."))
+    totals["per_day"] = totals["total"].astype(float) / totals["days"].clip(lower=1)
+    totals = totals.sort_values(
+        ["total", "facility_id", "role"], ascending=[False, True, True], kind="stable"
+    ).reset_index(drop=True)
+    limit = len(totals) if max_charts is None else max(0, int(max_charts))
+    shown, left_out = totals.iloc[:limit], totals.iloc[limit:]
+
+    facilities = sorted(set(shown["facility_id"]))
+    columns = [forecast_table.c[name] for name in ("facility_id", "role", "date", "mean")]
+    columns += [forecast_table.c[name] for name in ("p025", "p10", "p90", "p975")]
+    forecast_query = select(*columns).where(forecast_table.c.run_id == run_id)
+    # The chart window plus a year before it, for the "same period last year" line.
+    first_history_day = as_of - dt.timedelta(
+        days=charts.HISTORY_CHART_DAYS + charts.LAST_YEAR_SHIFT_DAYS
+    )
+    history_query = select(
+        history_table.c.facility_id,
+        history_table.c.role,
+        history_table.c.date,
+        history_table.c.demand,
+    ).where(history_table.c.run_id == run_id, history_table.c.date >= first_history_day)
+    if facilities and len(left_out):
+        forecast_query = forecast_query.where(forecast_table.c.facility_id.in_(facilities))
+        history_query = history_query.where(history_table.c.facility_id.in_(facilities))
+    forecast = _rows(connection, forecast_query.order_by(forecast_table.c.date))
+    history = _rows(connection, history_query.order_by(history_table.c.date))
+
+    parts = [
+        _note(
+            "Daily demand in shifts (requests) per facility and role. Left of the dotted line: "
+            f"what happened in the last {charts.HISTORY_CHART_DAYS // 7} weeks. Right of it: the "
+            "forecast mean with the range demand should stay in on 8 days out of 10 (dark band) "
+            "and 19 out of 20 (light band). The dashed line is the same period last year, shifted "
+            "52 weeks so weekdays line up. Charts are ordered busiest first."
+        ),
+        charts.FACILITY_LEGEND,
+    ]
+    if len(left_out):
+        parts.append(
+            f'<p class="lead" id="facilities-left-out">Showing the {len(shown):,} busiest of '
+            f"{len(totals):,} facility·role series by forecast demand; "
+            f"<strong>{len(left_out):,} were left out</strong> to keep this file small. Their "
+            "daily forecasts are in the <code>demand_forecast</code> table of the reporting "
+            f"database (run <code>{_esc(run_id)}</code>), and the table at the end of this "
+            "section lists each with its average forecast.</p>"
+        )
+    if len(shown):
+        forecast["day"] = charts.day_offsets(forecast["date"], as_of)
+        history["day"] = charts.day_offsets(history["date"], as_of)
+        history = history.sort_values("day", kind="stable")
+        forecast_groups = dict(tuple(forecast.groupby(["facility_id", "role"], sort=False)))
+        history_groups = dict(tuple(history.groupby(["facility_id", "role"], sort=False)))
+        if history.empty:
+            parts.append(_note("This run stored no demand history: forecasts only."))
+        role_order = (
+            shown.groupby("role", sort=False)["total"].sum().sort_values(ascending=False).index
+        )
+        for role in role_order:
+            in_role = shown[shown["role"] == role]
+            figures = [
+                charts.facility_demand_chart(
+                    str(facility),
+                    str(role),
+                    forecast_groups[(facility, role)],
+                    history_groups.get((facility, role)),
+                    as_of,
+                    int(run["horizon_days"]),
+                )
+                for facility in in_role["facility_id"]
+                if (facility, role) in forecast_groups
+            ]
+            parts.append(
+                f"<h3>{_esc(role)} ({len(figures):,} facilities)</h3>"
+                f'<div class="charts">{"".join(figures)}</div>'
+            )
+    if len(left_out):
+        rows = [
+            [record.facility_id, record.role, _number(record.per_day), _number(record.total, 0)]
+            for record in left_out.itertuples(index=False)
+        ]
+        parts.append(
+            f"<details><summary>The {len(left_out):,} series without a chart</summary>"
+            + _table(
+                [
+                    "Facility",
+                    "Role",
+                    "Forecast mean (shifts/day)",
+                    "Forecast total over the horizon (shifts)",
+                ],
+                rows,
+                right={2, 3},
+            )
+            + "</details>"
+        )
+    return _section("facilities", title, "".join(parts))
+
+
+# --- 5. data quality ----------------------------------------------------------------------------
 
 
 def _quality_section(connection: Connection, run: dict[str, Any]) -> str:
+    run_id = run["run_id"]
     quarantined = table("quarantined_row")
     by_rule = connection.execute(
         select(quarantined.c.source_table, quarantined.c.rule, func.count().label("n"))
-        .where(quarantined.c.run_id == run["run_id"])
+        .where(quarantined.c.run_id == run_id)
         .group_by(quarantined.c.source_table, quarantined.c.rule)
         .order_by(func.count().desc(), quarantined.c.source_table, quarantined.c.rule)
     ).all()
-    summary = _table(
-        ["Requests extracted", "Used", "Quarantined"],
-        [[run["rows_extracted"], run["rows_used"], run["rows_quarantined"]]],
+    validation = table("validation_result")
+    results = _rows(
+        connection,
+        select(
+            validation.c.source_table,
+            validation.c.rule,
+            validation.c.level,
+            validation.c.description,
+            validation.c.failed_rows,
+            validation.c.example,
+        )
+        .where(validation.c.run_id == run_id)
+        .order_by(validation.c.source_table, validation.c.rule),
     )
-    rules = (
+    parts = [
+        _note(
+            "Shift requests read from the source system for this run, how many fed the "
+            "forecast, and how many were set aside (quarantined) because they broke a data rule. "
+            "Quarantined rows are kept in the <code>quarantined_row</code> table for follow-up."
+        ),
+        _table(
+            ["Requests extracted (rows)", "Used (rows)", "Quarantined (rows)"],
+            [[run["rows_extracted"], run["rows_used"], run["rows_quarantined"]]],
+        ),
+        "<h3>Quarantined rows by rule</h3>",
         _table(["Source table", "Rule", "Rows quarantined"], by_rule)
         if by_rule
-        else "<p class='note'>No rows were quarantined.</p>"
+        else _note("No rows were quarantined."),
+        "<h3>Data-contract rules that found problems</h3>",
+    ]
+    if results.empty:
+        parts.append(_note("No data-contract results stored for this run."))
+    else:
+        failed = results[results["failed_rows"] > 0]
+        parts.append(
+            _note(
+                f"{len(results):,} rules checked on {results['source_table'].nunique():,} source "
+                f"tables; {len(failed):,} found problems. Row rules quarantine the rows that "
+                "break them; batch rules stop the run."
+            )
+        )
+        if not failed.empty:
+            parts.append(
+                _table(
+                    ["Source table", "Rule", "Level", "What it checks", "Rows failing", "Example"],
+                    [
+                        [
+                            record.source_table,
+                            record.rule,
+                            record.level,
+                            record.description,
+                            int(record.failed_rows),
+                            record.example if isinstance(record.example, str) else None,
+                        ]
+                        for record in failed.itertuples(index=False)
+                    ],
+                    wrap={3, 5},
+                )
+            )
+    return _section("quality", "Data quality", "".join(parts))
+
+
+# --- 6. accuracy --------------------------------------------------------------------------------
+
+
+def _accuracy_section(connection: Connection, run_id: str) -> str:
+    evaluation = table("model_evaluation")
+    chosen = _rows(
+        connection,
+        select(
+            evaluation.c.facility_id,
+            evaluation.c.role,
+            evaluation.c.model,
+            evaluation.c.mase,
+            evaluation.c.mae,
+            evaluation.c.coverage80,
+            evaluation.c.n_backtest_days,
+        ).where(evaluation.c.run_id == run_id, evaluation.c.selected.is_(True)),
     )
-    return "<h2>Data quality</h2>" + summary + rules
+    title = "Forecast accuracy"
+    if chosen.empty:
+        return _section("accuracy", title, _note("No backtests stored for this run."))
+    for column in ("mase", "mae", "coverage80"):
+        chosen[column] = pd.to_numeric(chosen[column], errors="coerce")
+
+    def summary_row(label: Any, group: pd.DataFrame) -> list[Any]:
+        return [
+            label,
+            len(group),
+            _number(group["mase"].median(), 2),
+            _number(group["mase"].mean(), 2),
+            _number(group["mae"].mean(), 2),
+            _share(group["coverage80"].mean()),
+        ]
+
+    rows = [summary_row(Markup("<strong>All series</strong>"), chosen)]
+    by_model = sorted(chosen.groupby("model"), key=lambda item: (-len(item[1]), str(item[0])))
+    rows += [summary_row(model, group) for model, group in by_model]
+    worst = chosen.dropna(subset=["mase"]).sort_values(
+        ["mase", "facility_id", "role"], ascending=[False, True, True]
+    )
+    worst_rows = [
+        [
+            record.facility_id,
+            record.role,
+            record.model,
+            _number(record.mase, 2),
+            _number(record.mae, 2),
+            _share(record.coverage80),
+            record.n_backtest_days if pd.notna(record.n_backtest_days) else None,
+        ]
+        for record in worst.head(5).itertuples(index=False)
+    ]
+    body = (
+        _note(
+            "How well each series' chosen model forecast the most recent weeks it had not seen "
+            "(backtests). MASE below 1 means more accurate than simply repeating last week; the "
+            "80% interval should contain about 80% of actual days (much less: the bands are too "
+            "narrow, plan with more slack). Series is one facility and role."
+        )
+        + _table(
+            [
+                "Model",
+                "Series (count)",
+                "Median MASE",
+                "Mean MASE",
+                "Mean MAE (shifts/day)",
+                "Mean 80% coverage",
+            ],
+            rows,
+            right={2, 3, 4, 5},
+        )
+        + "<h3>Hardest series</h3>"
+        + (
+            _table(
+                [
+                    "Facility",
+                    "Role",
+                    "Model",
+                    "MASE",
+                    "MAE (shifts/day)",
+                    "80% coverage",
+                    "Backtest days",
+                ],
+                worst_rows,
+                right={3, 4, 5},
+            )
+            if worst_rows
+            else _note("No series has a MASE.")
+        )
+    )
+    return _section("accuracy", title, body)
 
 
-def _render(connection: Connection, run: dict[str, Any]) -> str:
+# --- the page -----------------------------------------------------------------------------------
+
+_NAV = (
+    "<nav>"
+    '<a href="#hiring">Hiring targets</a><a href="#pool">On-call pool</a>'
+    '<a href="#holidays">Holidays</a><a href="#facilities">Facilities</a>'
+    '<a href="#quality">Data quality</a><a href="#accuracy">Accuracy</a>'
+    "</nav>"
+)
+
+
+def _render(connection: Connection, run: dict[str, Any], max_facility_charts: int | None) -> str:
     run_id = run["run_id"]
     title = f"staffcast plan as of {_text(run['as_of'])}"
     meta = (
         f"Run {_text(run_id)} · published {_text(run['finished_at'])} · "
-        f"code {_text(run['code_version'])} · horizon {_text(run['horizon_days'])} days"
+        f"code {_text(run['code_version'])} · horizon {_text(run['horizon_days'])} days · "
+        "demand in shifts (requests), pools and hires in nurses"
     )
     sections = [
         _hiring_section(connection, run_id),
         _pool_section(connection, run_id),
         _holiday_section(connection, run_id),
+        _facility_section(connection, run, max_facility_charts),
         _quality_section(connection, run),
+        _accuracy_section(connection, run_id),
     ]
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<link rel='icon' href='data:,'>"
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{title}</h1><p class='meta'>{meta}</p>"
+        f"<h1>{title}</h1><p class='meta'>{meta}</p>{_NAV}"
         f"{''.join(sections)}</body></html>\n"
     )
 
 
-def _write_atomically(path: Path, content: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+def write_atomically(path: Path, content: str, newline: str | None = None) -> None:
+    """Write UTF-8 text to a temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        with os.fdopen(handle, "w", encoding="utf-8", newline=newline) as stream:
             stream.write(content)
             stream.flush()
             os.fsync(stream.fileno())
@@ -259,16 +911,24 @@ def _write_atomically(path: Path, content: str) -> None:
         raise
 
 
-def write_report(engine: Engine, path: Path, run_id: str | None = None) -> Path:
+def write_report(
+    engine: Engine,
+    path: Path,
+    run_id: str | None = None,
+    *,
+    max_facility_charts: int | None = MAX_FACILITY_CHARTS,
+) -> Path:
     """Write the HTML report of a published run (default: the current one) to ``path``.
 
-    Raises ``ValueError`` when there is no published run (or ``run_id`` is unknown or not
-    published). The file is replaced atomically, so a reader never sees half a report.
-    Returns ``path``.
+    ``max_facility_charts`` caps the per-facility demand charts (facility and role series,
+    busiest by forecast demand first; ``None``: all); the report says how many were left out
+    and lists them. Raises ``ValueError`` when there is no published run (or ``run_id`` is
+    unknown or not published). The file is replaced atomically, so a reader never sees half a
+    report. Returns ``path``.
     """
     path = Path(path)
-    run = _published_run(engine, run_id)
+    run = published_run(engine, run_id)
     with engine.connect() as connection:
-        content = _render(connection, run)
-    _write_atomically(path, content)
+        content = _render(connection, run, max_facility_charts)
+    write_atomically(path, content)
     return path
