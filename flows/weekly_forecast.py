@@ -63,6 +63,7 @@ from models.staffing import StaffingParams
 from reports import publish as publishing
 from reports.html_report import write_report
 from reports.schema import create_schema, reporting_engine
+from reports.targets_csv import write_targets_csv
 from staffcast import __version__
 from staffcast.errors import (
     ReportingUnavailable,
@@ -105,6 +106,7 @@ class RunSummary:
     rows_quarantined: int
     series: int
     stages: dict[str, dict[str, float | None]]
+    targets_csv_path: str = ""
 
 
 def today_in(zone: str) -> date:
@@ -554,6 +556,9 @@ def weekly_forecast(
         settings.report_dir / f"staffcast-{as_of}.html",
         run_id,
     )
+    targets_csv = write_targets_csv(
+        engine, settings.report_dir / f"staffcast-{as_of}-hiring-targets.csv", run_id
+    )
     engine.dispose()
     summary = RunSummary(
         run_id,
@@ -565,6 +570,7 @@ def weekly_forecast(
         quarantined,
         int(history["series_id"].nunique()),
         stages,
+        str(Path(targets_csv).resolve()),
     )
     create_markdown_artifact(_markdown(summary, staffing), key="weekly-forecast-summary")
     _table_artifacts(staffing)
@@ -705,7 +711,11 @@ def _markdown(summary: RunSummary, staffing: StaffingPlan) -> str:
         )
     if scenarios:
         lines += ["", f"Scenarios stored beside base: {', '.join(scenarios)}."]
-    lines += ["", f"Report: {summary.report_path}"]
+    lines += [
+        "",
+        f"Report: {summary.report_path}",
+        f"Hiring targets (CSV): {summary.targets_csv_path}",
+    ]
     return "\n".join(lines)
 
 

@@ -58,6 +58,7 @@ def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
     assert first.rows_extracted == first.rows_used + first.rows_quarantined
     assert first.rows_quarantined == sum(len(v) for v in small_agency.bad_requests.values())
     assert Path(first.report_path).is_file()
+    assert Path(first.targets_csv_path).read_text(encoding="utf-8-sig").count("\n") == 1 + 8
     with engine.connect() as conn:
         run = conn.exec_driver_sql("SELECT * FROM current_forecast_run").mappings().one()
         regions_roles = set(
