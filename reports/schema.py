@@ -12,6 +12,27 @@ the current run, i.e. the published run with the greatest ``as_of`` (ties broken
 ``finished_at``, then by ``run_id``). A run that is still running, has failed, or was replaced
 never shows through a view.
 
+Reading several views: each view picks the current run when its statement runs, and a publish
+may commit between two statements. So a reader that needs one run across views either reads
+them in one statement (joins and UNIONs of views see one snapshot), or, on PostgreSQL, runs its
+statements in one REPEATABLE READ transaction::
+
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection:
+        with connection.begin():
+            forecast = connection.execute(select(current_view("demand_forecast"))).all()
+            pools = connection.execute(select(current_view("on_call_pool"))).all()
+
+Under PostgreSQL's default READ COMMITTED, separate statements can mix two runs
+(tests/test_db_roles.py shows the two safe patterns under a concurrent publish). On SQLite,
+statements between an explicit ``BEGIN`` and ``COMMIT`` share one snapshot. On PostgreSQL a
+reader role needs SELECT on the views only (``staffcast db grant-reader``, reports/db_admin.py).
+
+The schema changes only by Alembic migrations (reports/migrations/versions): the ORM tables
+below are the schema of revision :data:`SCHEMA_REVISION`, and :func:`create_schema`, called at
+the start of every run, migrates a database up to it. A change to a table needs a new migration
+and a new SCHEMA_REVISION; tests/test_migrations.py checks that the migrated schema equals the
+tables here.
+
 Beyond SPEC §6, ``validation_result`` (one row per run, source table and rule) holds each run's
 data-contract summary; a run stopped by a batch rule keeps its rows there without publishing.
 
@@ -25,9 +46,11 @@ its key: with a horizon longer than a year the same holiday name occurs twice.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from sqlalchemy import (
     JSON,
@@ -50,12 +73,20 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    func,
     inspect,
     make_url,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from staffcast.errors import StaffcastError
+
+if TYPE_CHECKING:  # alembic is imported when a migration runs, not by every reader
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 __all__ = [
     "CHILD_TABLES",
@@ -75,10 +106,18 @@ __all__ = [
     "RecruitingTarget",
     "HolidayCoverage",
     "HiringPlan",
+    "SCHEMA_REVISION",
+    "ReportingSchemaError",
+    "SchemaChange",
+    "alembic_config",
     "create_schema",
     "current_view",
+    "downgrade_schema",
+    "head_revision",
     "reporting_engine",
+    "schema_revision",
     "table",
+    "upgrade_schema",
     "view_sql",
 ]
 
@@ -479,42 +518,221 @@ def advisory_lock_key(label: str) -> int:
     return int.from_bytes(hashlib.sha256(label.encode()).digest()[:8], "big", signed=True)
 
 
-def _create_views(connection: Connection) -> None:
-    dialect = connection.dialect
-    quote = dialect.identifier_preparer.quote
-    for name in TABLES:
-        view_name = f"current_{name}"
-        body = view_sql(name, dialect)
-        if dialect.name == "sqlite":
-            stored = connection.execute(
-                text("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = :name"),
-                {"name": view_name},
-            ).scalar_one_or_none()
-            if stored is not None and not stored.rstrip().endswith(body):
-                # An older definition (e.g. before a column was added): replace it.
-                connection.exec_driver_sql(f"DROP VIEW {quote(view_name)}")
-            connection.exec_driver_sql(f"CREATE VIEW IF NOT EXISTS {quote(view_name)} AS {body}")
-        elif dialect.name == "postgresql":
-            connection.exec_driver_sql(f"CREATE OR REPLACE VIEW {quote(view_name)} AS {body}")
+class ReportingSchemaError(StaffcastError):
+    """The reporting database has a shape no migration path starts from; nothing was changed."""
+
+
+#: Alembic scripts of the reporting schema (shipped inside the package).
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+#: The migration whose schema the ORM tables of this module are (a test checks it is the head).
+SCHEMA_REVISION = "0002"
+#: Revision of a database created before migrations by the old ``create_schema``.
+FIRST_REVISION = "0001"
+_SCHEMA_LOCK = "staffcast.reporting.schema"
+
+
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    """An Alembic Config for the reporting migrations, without an ini file.
+
+    Pass the open ``connection`` to migrate inside its transaction (what
+    :func:`upgrade_schema` does), or a ``url`` for Alembic commands that open their own.
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest migration's revision id (read from the scripts; see :data:`SCHEMA_REVISION`)."""
+    head = _scripts().get_current_head()
+    assert head is not None, f"no migrations in {MIGRATIONS_DIR}"
+    return head
+
+
+def schema_revision(connection: Connection) -> str | None:
+    """The database's revision (``alembic_version``), or None where migrations never ran."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+
+
+def _check_known(revision: str) -> None:
+    """Refuse a database that a newer staffcast migrated past this version's migrations."""
+    from alembic.util import CommandError
+
+    try:
+        _scripts().get_revision(revision)
+    except CommandError:
+        raise ReportingSchemaError(
+            f"The reporting database is at schema revision {revision!r}, which this staffcast "
+            f"does not know (its newest is {SCHEMA_REVISION!r}): a newer staffcast has migrated "
+            "it. Run the newer staffcast, or point --reporting (STAFFCAST_REPORTING_URL) at "
+            "another database; nothing was changed."
+        ) from None
+
+
+def _lock_schema(connection: Connection) -> None:
+    """Hold the schema lock until the transaction ends: an advisory lock on PostgreSQL, the
+    write lock (BEGIN IMMEDIATE) on SQLite, so two runs starting together migrate once."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_lock_key(_SCHEMA_LOCK)}
+        )
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _schema_shape(connection: Connection, names: set[str]) -> dict[str, set[str]]:
+    """Columns of the tables among ``names`` that exist (views are not tables here)."""
+    inspector = inspect(connection)
+    present = names & set(inspector.get_table_names())
+    return {name: {column["name"] for column in inspector.get_columns(name)} for name in present}
+
+
+def _differences(found: dict[str, set[str]], expected: dict[str, set[str]]) -> list[str]:
+    lines = [f"table {name} is missing" for name in sorted(set(expected) - set(found))]
+    lines += [f"table {name} is not expected" for name in sorted(set(found) - set(expected))]
+    for name in sorted(set(found) & set(expected)):
+        missing = sorted(expected[name] - found[name])
+        extra = sorted(found[name] - expected[name])
+        if missing:
+            lines.append(f"{name} lacks column(s) {', '.join(missing)}")
+        if extra:
+            lines.append(f"{name} has unexpected column(s) {', '.join(extra)}")
+    return lines
+
+
+def _adopt_unversioned(connection: Connection, config: Config) -> None:
+    """Stamp a database built before migrations (no ``alembic_version``) at the revision its
+    tables match: 0001 (the first release), or head (made by create_all of this version).
+
+    A development build between the two (0001 tables plus empty ``demand_history`` and
+    ``hiring_plan``, without the new columns) gets the two empty tables dropped and is
+    stamped 0001. Anything else raises :class:`ReportingSchemaError`; nothing is changed.
+    """
+    from alembic import command
+
+    first = {
+        name: set(columns)
+        for name, columns in _scripts().get_revision(FIRST_REVISION).module.COLUMNS.items()
+    }
+    head = {name: {column.name for column in table(name).columns} for name in TABLES}
+    found = _schema_shape(connection, set(first) | set(head))
+    if not found:
+        return  # an empty database: the migrations create everything
+    if found == head:
+        command.stamp(config, "head")
+        return
+    new_tables = set(head) - set(first)
+    early_build = {name: columns for name, columns in found.items() if name not in new_tables}
+    if early_build == first and set(found) - set(first) <= new_tables:
+        leftovers = sorted(set(found) - set(first))
+        counts = {
+            name: connection.execute(select(func.count()).select_from(table(name))).scalar_one()
+            for name in leftovers
+        }
+        if not any(counts.values()):
+            quote = connection.dialect.identifier_preparer.quote
+            for name in leftovers:
+                connection.exec_driver_sql(f"DROP VIEW IF EXISTS {quote('current_' + name)}")
+                connection.exec_driver_sql(f"DROP TABLE {quote(name)}")
+            command.stamp(config, FIRST_REVISION)
+            return
+        raise ReportingSchemaError(
+            "The reporting database has no alembic_version table and a mix of two schemas: "
+            f"the tables of revision {FIRST_REVISION}, and {' and '.join(leftovers)} of "
+            f"revision {SCHEMA_REVISION} holding rows "
+            f"({', '.join(f'{name}: {count}' for name, count in counts.items())}); "
+            f"{'; '.join(_differences(found, head))}. A development build wrote them. Empty "
+            f"{' and '.join(leftovers)} (DELETE FROM each; the next run writes them again) and "
+            "run again; nothing was changed."
+        )
+    closest = min(
+        (FIRST_REVISION, first),
+        (SCHEMA_REVISION, head),
+        key=lambda item: len(_differences(found, item[1])),
+    )
+    raise ReportingSchemaError(
+        "The reporting database has staffcast tables but no alembic_version table, and they "
+        f"match no known schema: compared with revision {closest[0]}, "
+        f"{'; '.join(_differences(found, closest[1]))}. Nothing was changed. Point "
+        "--reporting (STAFFCAST_REPORTING_URL) at a new database, or fix the tables by hand "
+        f"and stamp them (alembic stamp, see reports/migrations/env.py)."
+    )
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """A migration's outcome: ``before`` is None where the database had no revision."""
+
+    before: str | None
+    after: str | None
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> SchemaChange:
+    """Migrate the reporting database up to ``revision`` (default: this version's schema).
+
+    In one transaction under the schema lock: a database made before migrations is recognised
+    and stamped (see :func:`_adopt_unversioned`), the migrations run, and on PostgreSQL every
+    reader role gets SELECT on the reader views (env.py). A failure rolls everything back.
+    """
+    from alembic import command
+
+    with engine.begin() as connection:
+        _lock_schema(connection)
+        before = schema_revision(connection)
+        config = alembic_config(connection)
+        if before is None:
+            _adopt_unversioned(connection, config)
         else:
-            if view_name not in set(inspect(connection).get_view_names()):
-                connection.exec_driver_sql(f"CREATE VIEW {quote(view_name)} AS {body}")
+            _check_known(before)
+        command.upgrade(config, revision)
+        return SchemaChange(before, schema_revision(connection))
+
+
+def downgrade_schema(engine: Engine, revision: str) -> SchemaChange:
+    """Migrate the reporting database down to ``revision`` (``base``: drop everything).
+
+    Columns and tables that the older revision lacks are dropped with their data.
+    """
+    from alembic import command
+
+    with engine.begin() as connection:
+        _lock_schema(connection)
+        before = schema_revision(connection)
+        if before is not None:
+            _check_known(before)
+        command.downgrade(alembic_config(connection), revision)
+        return SchemaChange(before, schema_revision(connection))
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every reporting table, index and ``current_*`` view that does not exist yet.
+    """Bring the reporting database to this version's schema: tables, indexes, views.
 
-    Idempotent and cheap: safe to call at the start of every run. On PostgreSQL it runs in one
-    transaction under an advisory lock, so two runs starting together do not race.
+    Idempotent and cheap: safe to call at the start of every run. When the database is already
+    at the head revision it costs one read of ``alembic_version``; otherwise
+    :func:`upgrade_schema` migrates it, under a lock (an advisory lock on PostgreSQL, the write
+    lock on SQLite) so two runs starting together do not race.
     """
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"),
-                {"key": advisory_lock_key("staffcast.reporting.schema")},
-            )
-        Base.metadata.create_all(connection, checkfirst=True)
-        _create_views(connection)
+    with engine.connect() as connection:
+        current = schema_revision(connection)
+    if current != SCHEMA_REVISION:
+        upgrade_schema(engine)
 
 
 def _enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) -> None:

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 from staffcast.errors import SourceUnavailable, StaffcastError, ValidationFailed
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from staffcast.settings import Settings
     from staffcast.source import SourceExtract
 
@@ -102,6 +104,27 @@ def _parser() -> argparse.ArgumentParser:
         help="holidays country code, e.g. US or GB (default: the holiday_country setting)",
     )
     fc.add_argument("--subdivision", help="holidays subdivision code, e.g. CA or ENG")
+
+    db = commands.add_parser(
+        "db", help="manage the reporting database: schema upgrades and reader roles"
+    )
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser(
+        "upgrade",
+        help="migrate the reporting database to this version's schema (runs also do this)",
+    )
+    upgrade.add_argument(
+        "--reporting", help="SQLAlchemy URL of the reporting database (default: the setting)"
+    )
+    reader = db_commands.add_parser(
+        "grant-reader",
+        help="PostgreSQL: let an existing role SELECT the current_* views and nothing else",
+    )
+    reader.add_argument("role", help="an existing PostgreSQL role (create it first)")
+    reader.add_argument(
+        "--reporting",
+        help="SQLAlchemy URL of the reporting database, connecting as the tables' owner",
+    )
     return parser
 
 
@@ -268,11 +291,75 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace) -> int:
+    """``staffcast db upgrade`` and ``staffcast db grant-reader``, without Prefect."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from reports.schema import reporting_engine
+    from staffcast.settings import Settings
+    from staffcast.source import redact_url
+
+    url = args.reporting or Settings().resolved_reporting_url
+    engine = reporting_engine(url)
+    try:
+        if args.db_command == "upgrade":
+            return _db_upgrade(engine, redact_url(url))
+        return _db_grant_reader(engine, args.role)
+    except (OperationalError, ProgrammingError) as exc:
+        raise StaffcastError(
+            f"The reporting database at {redact_url(url)} refused the command "
+            f"({type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}). Check the "
+            "URL, that the server is running, and that you connect as the owner of the "
+            "reporting tables; nothing was changed."
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+def _db_upgrade(engine: Engine, shown_url: str) -> int:
+    from reports.schema import upgrade_schema
+
+    change = upgrade_schema(engine)
+    if change.before == change.after:
+        print(f"Reporting database {shown_url} is at schema revision {change.after}; no change.")
+    else:
+        print(
+            f"Reporting database {shown_url} migrated from schema revision "
+            f"{change.before or '(none)'} to {change.after}."
+        )
+    return 0
+
+
+def _db_grant_reader(engine: Engine, role: str) -> int:
+    from reports.db_admin import grant_reader
+
+    grant = grant_reader(engine, role)
+    print(
+        f"Role {grant.role} may SELECT {len(grant.views)} views in schema {grant.schema}: "
+        f"{', '.join(grant.views)}; no table, no writes."
+    )
+    if grant.leaks:
+        print(
+            f"staffcast: role {grant.role} still holds {', '.join(grant.leaks)} through a role "
+            "it is a member of or a grant to PUBLIC; revoke those (staffcast only revokes "
+            "direct grants).",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``staffcast`` console script."""
     args = _parser().parse_args(argv)
-    _prepare_environment(args.home, prefect=args.command != "validate")
-    handlers = {"demo": _demo, "run": _run, "validate": _validate, "forecast": _forecast}
+    _prepare_environment(args.home, prefect=args.command not in ("validate", "db"))
+    handlers = {
+        "demo": _demo,
+        "run": _run,
+        "validate": _validate,
+        "forecast": _forecast,
+        "db": _db,
+    }
     try:
         if args.command in ("demo", "run"):
             _quiet_expected_tracebacks()
