@@ -454,6 +454,8 @@ def weekly_forecast(
     try:
         engine = reporting_engine(rep_url)
         create_schema(engine)
+    except StaffcastError:
+        raise  # e.g. a schema this version cannot migrate: its message says what to do
     except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
         raise ReportingUnavailable(
             f"Could not open the reporting database ({type(exc).__name__}: "

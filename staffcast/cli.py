@@ -105,6 +105,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     fc.add_argument("--subdivision", help="holidays subdivision code, e.g. CA or ENG")
 
+    rep = commands.add_parser(
+        "report", help="write the HTML report and hiring-targets CSV of a published run"
+    )
+    rep.add_argument("--run-id", help="a published run (default: the current run)")
+    rep.add_argument(
+        "--reporting", help="SQLAlchemy URL of the reporting database (default: the setting)"
+    )
+    rep.add_argument(
+        "--output",
+        type=Path,
+        help="HTML file to write (default: reports/staffcast-<as_of>.html in the home folder); "
+        "the CSV goes beside it",
+    )
+
     db = commands.add_parser(
         "db", help="manage the reporting database: schema upgrades and reader roles"
     )
@@ -226,6 +240,7 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
         f"  series forecast: {summary.series}\n"
         f"  reporting database: {summary.reporting_url}\n"
         f"  report: {summary.report_path}\n"
+        f"  hiring targets (CSV): {summary.targets_csv_path}\n"
         "  stages: "
         + ", ".join(f"{name} {m['seconds']:.1f} s" for name, m in summary.stages.items())
     )
@@ -291,6 +306,65 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    """``staffcast report``: the HTML report and the targets CSV of a published run."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from reports.html_report import published_run, write_report
+    from reports.schema import SCHEMA_REVISION, reporting_engine, schema_revision
+    from reports.targets_csv import write_targets_csv
+    from staffcast.settings import Settings
+    from staffcast.source import redact_url
+
+    settings = Settings()
+    url = args.reporting or settings.resolved_reporting_url
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not Path(database).expanduser().is_file()
+    ):
+        raise StaffcastError(
+            f"The reporting database file {database} does not exist: run "
+            "`staffcast run` or `staffcast demo` first, or pass --reporting."
+        )
+    engine = reporting_engine(url)
+    try:
+        with engine.connect() as connection:
+            revision = schema_revision(connection)
+        if revision != SCHEMA_REVISION:
+            raise StaffcastError(
+                f"The reporting database at {redact_url(url)} is at schema revision "
+                f"{revision or '(none: no staffcast tables)'}, and this staffcast reads "
+                f"{SCHEMA_REVISION}: run `staffcast db upgrade` (or a weekly run) first."
+            )
+        try:
+            run = published_run(engine, args.run_id)
+        except ValueError as exc:
+            raise StaffcastError(f"staffcast report: {exc}") from exc
+        html_path = args.output or settings.report_dir / f"staffcast-{run['as_of']}.html"
+        csv_path = html_path.with_name(f"{html_path.stem}-hiring-targets.csv")
+        started = time.perf_counter()
+        write_report(engine, html_path, run["run_id"])
+        write_targets_csv(engine, csv_path, run["run_id"])
+    except (OperationalError, ProgrammingError) as exc:
+        raise StaffcastError(
+            f"Could not read the reporting database at {redact_url(url)} "
+            f"({type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}). Check the "
+            "URL and that the server is running; no report was written."
+        ) from exc
+    finally:
+        engine.dispose()
+    print(
+        f"Report of run {run['run_id']} (as of {run['as_of']}) written in "
+        f"{time.perf_counter() - started:.1f} s:\n  {html_path.resolve()} "
+        f"({html_path.stat().st_size / 1e6:.2f} MB)\n  {csv_path.resolve()}"
+    )
+    return 0
+
+
 def _db(args: argparse.Namespace) -> int:
     """``staffcast db upgrade`` and ``staffcast db grant-reader``, without Prefect."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -352,12 +426,13 @@ def _db_grant_reader(engine: Engine, role: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``staffcast`` console script."""
     args = _parser().parse_args(argv)
-    _prepare_environment(args.home, prefect=args.command not in ("validate", "db"))
+    _prepare_environment(args.home, prefect=args.command not in ("validate", "db", "report"))
     handlers = {
         "demo": _demo,
         "run": _run,
         "validate": _validate,
         "forecast": _forecast,
+        "report": _report,
         "db": _db,
     }
     try:

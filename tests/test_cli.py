@@ -162,3 +162,55 @@ def test_forecast_command_rejects_an_unknown_country(
     code = main([*args, "--output", str(tmp_path / "o.csv"), "--country", "XX"])
     assert code == 1
     assert "XX" in capsys.readouterr().err
+
+
+def test_report_command_writes_html_and_csv_of_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reports.schema import create_schema, reporting_engine
+    from tests.test_publish import AS_OF, publish
+
+    url = f"sqlite:///{tmp_path / 'reporting.db'}"
+    engine = reporting_engine(url)
+    create_schema(engine)
+    older = publish(engine, AS_OF - pd.Timedelta(days=7).to_pytimedelta(), tag=1)
+    publish(engine, AS_OF)
+    engine.dispose()
+
+    out = tmp_path / "out" / "plan.html"
+    assert main(["report", "--reporting", url, "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert str(out.resolve()) in printed and "MB" in printed
+    assert 'id="hiring-targets"' in out.read_text(encoding="utf-8")
+    csv_text = (tmp_path / "out" / "plan-hiring-targets.csv").read_text(encoding="utf-8-sig")
+    assert csv_text.startswith("scenario,region,role,hires_needed")
+
+    assert main(["report", "--reporting", url, "--run-id", older, "--output", str(out)]) == 0
+    assert f"Report of run {older}" in capsys.readouterr().out
+
+    assert main(["report", "--reporting", url, "--run-id", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("staffcast: staffcast report: Run 'nope' is not in the reporting")
+    assert err.count("\n") == 1
+
+
+def test_report_command_without_a_published_run_explains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reports.schema import create_schema, reporting_engine
+
+    url = f"sqlite:///{tmp_path / 'reporting.db'}"
+    home = ["--home", str(tmp_path / "home")]
+    assert main([*home, "report", "--reporting", url]) == 1
+    assert "reporting.db does not exist: run `staffcast run`" in capsys.readouterr().err
+    assert not (tmp_path / "reporting.db").exists()  # reading never creates a database
+
+    reporting_engine(url).connect().close()  # an empty file: no staffcast tables
+    assert main([*home, "report", "--reporting", url]) == 1
+    assert "revision (none: no staffcast tables)" in capsys.readouterr().err
+
+    create_schema(reporting_engine(url))
+    assert main([*home, "report", "--reporting", url]) == 1
+    err = capsys.readouterr().err
+    assert "No published run in the reporting database yet" in err
+    assert "Traceback" not in err
