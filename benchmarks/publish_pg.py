@@ -215,7 +215,7 @@ def timed_publish(
     per_table: dict[str, float] = defaultdict(float)
     real_insert = publish_module._insert_rows
 
-    def insert(connection: Connection, target: Table, rows: list[dict[str, Any]]) -> None:
+    def insert(connection: Connection, target: Table, rows: Any) -> None:
         started = time.perf_counter()
         real_insert(connection, target, rows)
         per_table[target.name] += time.perf_counter() - started

@@ -14,7 +14,25 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, create_engine, func, insert, inspect, make_url, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    func,
+    insert,
+    inspect,
+    make_url,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
 import reports.publish as publish_module
@@ -23,6 +41,7 @@ from reports.schema import (
     CHILD_TABLES,
     TABLES,
     VIEWS,
+    UtcDateTime,
     create_schema,
     current_view,
     reporting_engine,
@@ -148,6 +167,9 @@ def result_frames(as_of: dt.date, tag: int = 0) -> dict[str, pd.DataFrame]:
             "late": [False, True],
             "window_start": [as_of + dt.timedelta(days=97)] * 2,
             "window_end": [as_of + dt.timedelta(days=153)] * 2,
+            "note": ["tab\there, newline\nthere, back\\slash, 'quote', ünïcode", None],
+            "acceptance_offers": [None, 40],
+            "attrition_nurse_years": [12.5, np.nan],
         }
     )
     holidays = pd.DataFrame(
@@ -292,6 +314,148 @@ def test_published_run_is_visible_through_every_view(engine: Engine) -> None:
     assert evaluation[2].mase is None and evaluation[2].n_backtest_days is None
 
 
+def _plain(value: object, column: Column) -> object:
+    """A frame value as the database hands it back: None for missing, dates as date."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(column.type, Date) and isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(column.type, Float):
+        return float(value)  # type: ignore[arg-type]
+    return value
+
+
+def expected_rows(name: str, frame: pd.DataFrame, run_id: str) -> list[tuple[object, ...]]:
+    """The rows view ``current_<name>`` should show for ``frame`` (without an autoincrement id)."""
+    columns = [column for column in current_view(name).columns if column.name != "id"]
+    return sorted(
+        (
+            tuple(
+                run_id if column.name == "run_id" else _plain(record.get(column.name), column)
+                for column in columns
+            )
+            for record in frame.to_dict("records")
+        ),
+        key=repr,
+    )
+
+
+def view_rows(
+    engine: Engine, name: str, leave_out: tuple[str, ...] = ("id",)
+) -> list[tuple[object, ...]]:
+    """Every row of view ``current_<name>`` without the ``leave_out`` columns, sorted."""
+    columns = [c for c in current_view(name).columns if c.name not in leave_out]
+    with engine.connect() as connection:
+        rows = connection.execute(select(*columns)).all()
+    return sorted((tuple(row) for row in rows), key=repr)
+
+
+def spy_on_copy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the tables written by COPY from now on, once per COPY statement."""
+    copied: list[str] = []
+    real_copy = publish_module._copy_rows
+
+    def copy_rows(connection, target, rows, oids):  # type: ignore[no-untyped-def]
+        copied.append(target.name)
+        real_copy(connection, target, rows, oids)
+
+    monkeypatch.setattr(publish_module, "_copy_rows", copy_rows)
+    return copied
+
+
+def test_every_value_reads_back_as_published(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copied = spy_on_copy(monkeypatch)
+    run_id = publish(engine)
+    frames = result_frames(AS_OF)
+
+    # COPY on PostgreSQL for every table (the autoincrement id left to its sequence)
+    expected_copies = list(CHILD_TABLES) if engine.dialect.name == "postgresql" else []
+    assert copied == expected_copies
+    for name in CHILD_TABLES:
+        read = view_rows(engine, name)
+        assert read == expected_rows(name, frames[name], run_id), name
+        for row in read:  # Python types as the columns declare them (a date is no datetime)
+            columns = [c for c in current_view(name).columns if c.name != "id"]
+            for column, value in zip(columns, row, strict=True):
+                if value is not None:
+                    assert type(value) is column.type.python_type, (name, column.name, value)
+    with engine.connect() as connection:
+        ids = connection.execute(select(current_view("quarantined_row").c.id)).scalars().all()
+    assert len(set(ids)) == len(frames["quarantined_row"]) and all(type(i) is int for i in ids)
+
+
+@pytest.mark.postgres
+def test_copy_stores_what_executemany_stores(engine: Engine) -> None:
+    """Both PostgreSQL paths, on every child table and on a table of every type COPY writes."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("COPY is PostgreSQL's")
+    stored: dict[str, dict[str, list[tuple[object, ...]]]] = {}
+    for path, can_copy in (("executemany", False), ("copy", True)):  # the same run, replaced
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(publish_module, "_can_copy", lambda *args, ok=can_copy: ok)
+            publish(engine)
+        stored[path] = {name: view_rows(engine, name, ("id", "run_id")) for name in CHILD_TABLES}
+    for name in CHILD_TABLES:
+        assert stored["copy"][name] == stored["executemany"][name], name
+
+    probe = Table(
+        "copy_probe",
+        MetaData(),
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("path", String(12), nullable=False),
+        Column("at", UtcDateTime),
+        Column("day", Date),
+        Column("x", Float),
+        Column("n", Integer),
+        Column("big", BigInteger),
+        Column("flag", Boolean),
+        Column("label", String(40)),
+        Column("note", Text),
+    )
+    berlin = dt.timezone(dt.timedelta(hours=1))
+    values = [
+        (dt.datetime(2026, 1, 5, 23, 30, tzinfo=berlin), dt.date(2026, 1, 5), 0.1, -(2**31)),
+        (dt.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC), dt.date(1, 1, 1), 1e-300, 0),
+        (None, None, None, None),
+        (dt.datetime(2026, 7, 1, tzinfo=dt.UTC), dt.date(9999, 12, 31), float("inf"), 2**31 - 1),
+    ]
+    names = ("path", "at", "day", "x", "n", "big", "flag", "label", "note")
+    probe.create(engine)
+    with engine.begin() as connection:
+        for path, can_copy in (("executemany", False), ("copy", True)):
+            rows = [
+                (path, at, day, x, n, None if n is None else n * 2**32, flag, label, note)
+                for (at, day, x, n), flag, label, note in zip(
+                    values,
+                    [True, False, None, True],
+                    ["RN", "", None, "ünïcode\ttab"],
+                    ["line\nbreak \\N", None, "'; DROP TABLE x;--", "\\"],
+                    strict=True,
+                )
+            ]
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(publish_module, "_can_copy", lambda *args, ok=can_copy: ok)
+                publish_module._insert_rows(connection, probe, publish_module._Rows(names, rows))
+    columns = [c for c in probe.columns if c.name not in ("id", "path")]
+    with engine.connect() as connection:
+        stored = {
+            path: connection.execute(
+                select(*columns).where(probe.c.path == path).order_by(probe.c.id)
+            ).all()
+            for path in ("executemany", "copy")
+        }
+        ids = connection.execute(select(probe.c.id).order_by(probe.c.id)).scalars().all()
+    assert stored["copy"] == stored["executemany"]
+    assert stored["copy"][0].at == dt.datetime(2026, 1, 5, 22, 30, tzinfo=dt.UTC)
+    assert ids == list(range(1, 9))  # COPY left the id to the sequence
+
+
 def test_republishing_an_as_of_replaces_the_earlier_run(engine: Engine) -> None:
     first = publish(engine, tag=1)
     failed = start_run(engine, AS_OF, {}, None, "test", 182)
@@ -364,19 +528,46 @@ def test_failure_midway_leaves_the_previous_run_current(
     assert latest_published_run(engine)["run_id"] == previous
 
 
-def test_database_error_midway_rolls_back(engine: Engine) -> None:
+def _duplicate_regional_key(frames: dict[str, pd.DataFrame]) -> None:
+    regional = frames["regional_forecast"]
+    frames["regional_forecast"] = pd.concat([regional, regional.iloc[:1]])
+
+
+def _negative_hires(frames: dict[str, pd.DataFrame]) -> None:
+    frames["recruiting_target"].loc[1, "hires_needed"] = -1  # CHECK hires_needed >= 0
+
+
+def _duplicate_in_last_chunk(frames: dict[str, pd.DataFrame]) -> None:
+    demand = frames["demand_forecast"]
+    frames["demand_forecast"] = pd.concat([demand, demand.iloc[[5]]])
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [_duplicate_regional_key, _negative_hires, _duplicate_in_last_chunk],
+    ids=["duplicate_key", "check_constraint", "duplicate_in_a_later_chunk"],
+)
+def test_database_error_midway_rolls_back(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, spoil
+) -> None:
     previous = publish(engine)
     run_id = start_run(engine, AS_OF, {}, None, "test", 182)
     frames = result_frames(AS_OF, tag=3)
-    regional = frames["regional_forecast"]
-    frames["regional_forecast"] = pd.concat([regional, regional.iloc[:1]])  # duplicate key
+    spoil(frames)
+    copied = spy_on_copy(monkeypatch)
+    monkeypatch.setattr(publish_module, "INSERT_CHUNK_ROWS", 10)  # several COPYs per table
 
     with pytest.raises(IntegrityError):
         publish_run(engine, run_id, frames, COUNTS)
 
+    if engine.dialect.name == "postgresql":
+        assert copied.count("demand_forecast") == 6  # 56 rows (+1) in chunks of 10
+        assert "validation_result" in copied
     assert latest_published_run(engine)["run_id"] == previous
     assert_only_run(engine, previous)
     assert sorted(run_ids(engine, "forecast_run")) == sorted([previous, run_id])
+    with engine.connect() as connection:  # the pool's connection is usable after the failure
+        assert connection.execute(select(func.count()).select_from(table("forecast_run"))).scalar()
 
 
 def test_unknown_column_raises_and_writes_nothing(engine: Engine) -> None:
