@@ -176,7 +176,11 @@ def forecast_batch(
 
 def engine_config(settings: Settings) -> EngineConfig:
     """The forecasting engine's configuration from the settings (a clear error if wrong)."""
-    calendar = HolidayCalendar(settings.holiday_country, settings.holiday_subdivision)
+    calendar = HolidayCalendar(
+        settings.holiday_country,
+        settings.holiday_subdivision,
+        extra_days=tuple(sorted(settings.agency_days.items())),
+    )
     try:
         calendar.validate()
         models, combinations = settings.forecast_models, settings.forecast_combinations
@@ -294,6 +298,7 @@ def _plan_inputs(as_of: date, settings: Settings, scenario: Scenario | None) -> 
         recruiting_window_weeks=settings.recruiting_window_weeks,
         holiday_country=settings.holiday_country,
         holiday_subdivision=settings.holiday_subdivision,
+        agency_days=tuple(sorted(settings.agency_days.items())),
         scenario=scenario,
         region_overrides=settings.region_staffing,
     )
@@ -447,6 +452,7 @@ def weekly_forecast(
     settings = Settings().model_copy(update=updates)
     what_ifs = _parse_scenarios(settings.scenarios)
     _check_region_staffing(settings)
+    engine_config(settings)  # a bad holiday or model setting stops the run before any work
     as_of = as_of or today_in(settings.agency_timezone)
     logger = get_run_logger()
     src_url, rep_url = settings.resolved_source_url, settings.resolved_reporting_url

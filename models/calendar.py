@@ -4,7 +4,8 @@ Public holidays come from the ``holidays`` package for a configurable country an
 with observed dates (a Saturday Fourth of July is observed on Friday the 3rd: both are listed).
 Agency days are the days around holidays that staffing agencies plan for although they are not
 public holidays: Christmas Eve, New Year's Eve, and, in the US, Black Friday (the day after
-Thanksgiving).
+Thanksgiving). An agency adds its own days (``extra_days``): ``("MM-DD", name)`` every year, or
+``("YYYY-MM-DD", name)`` once; a public holiday on the same date keeps its name.
 
 :class:`HolidayCalendar` also turns dates into regression columns for the forecasting models:
 one "day of" column per holiday, one shared by all observed dates and, for the window
@@ -28,9 +29,45 @@ def _black_friday(year: int) -> date:
     return first_thursday + timedelta(days=22)
 
 
+ExtraDays = tuple[tuple[str, str], ...]
+
+
+def parse_extra_days(extra_days: ExtraDays) -> list[tuple[int | None, int, int, str]]:
+    """``("MM-DD" or "YYYY-MM-DD", name)`` pairs as (year or None, month, day, name).
+
+    Raises ValueError naming the entry when a date is malformed or impossible.
+    """
+    parsed: list[tuple[int | None, int, int, str]] = []
+    for when, name in extra_days:
+        parts = str(when).strip().split("-")
+        try:
+            if len(parts) == 2:
+                month, day = int(parts[0]), int(parts[1])
+                date(2024, month, day)  # a leap year: 02-29 is allowed (skipped in other years)
+                parsed.append((None, month, day, str(name)))
+            elif len(parts) == 3:
+                year, month, day = int(parts[0]), int(parts[1]), int(parts[2])
+                date(year, month, day)
+                parsed.append((year, month, day, str(name)))
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"agency day {when!r} ({name!r}) is not a date: use MM-DD for every year or "
+                "YYYY-MM-DD for one day, e.g. 07-03 or 2026-12-26."
+            ) from None
+        if not str(name).strip():
+            raise ValueError(f"agency day {when!r} needs a name.")
+    return parsed
+
+
 @lru_cache(maxsize=64)
 def _holidays_of_years(
-    country: str, subdivision: str | None, first_year: int, last_year: int
+    country: str,
+    subdivision: str | None,
+    first_year: int,
+    last_year: int,
+    extra_days: ExtraDays = (),
 ) -> tuple[tuple[date, str], ...]:
     years = range(first_year, last_year + 1)
     try:
@@ -43,17 +80,29 @@ def _holidays_of_years(
         days.setdefault(date(year, 12, 31), "New Year's Eve")
         if country.upper() == "US":
             days.setdefault(_black_friday(year), "Black Friday")
+    for fixed_year, month, day, name in parse_extra_days(extra_days):
+        for year in years if fixed_year is None else [fixed_year]:
+            if year in years and ((month, day) != (2, 29) or _is_leap(year)):
+                days.setdefault(date(year, month, day), name)
     return tuple(sorted(days.items()))
 
 
-def holiday_calendar(
-    start: date, end: date, country: str = "US", subdivision: str | None = None
-) -> dict[date, str]:
-    """Holidays from ``start`` to ``end`` inclusive: date -> name.
+def _is_leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
-    Raises ValueError for an unknown country or subdivision code.
+
+def holiday_calendar(
+    start: date,
+    end: date,
+    country: str = "US",
+    subdivision: str | None = None,
+    extra_days: ExtraDays = (),
+) -> dict[date, str]:
+    """Holidays from ``start`` to ``end`` inclusive: date -> name (agency days included).
+
+    Raises ValueError for an unknown country or subdivision code or a malformed extra day.
     """
-    pairs = _holidays_of_years(country, subdivision, start.year, end.year)
+    pairs = _holidays_of_years(country, subdivision, start.year, end.year, tuple(extra_days))
     return {d: name for d, name in pairs if start <= d <= end}
 
 
@@ -76,6 +125,7 @@ class HolidayCalendar:
     subdivision: str | None = None
     days_before: int = 1
     days_after: int = 1
+    extra_days: ExtraDays = ()  # the agency's own days: ("MM-DD" or "YYYY-MM-DD", name)
 
     def validate(self) -> None:
         """Raise ValueError naming the code if the country or subdivision is unknown."""
@@ -86,10 +136,11 @@ class HolidayCalendar:
                 f"holidays does not know country code {self.country!r} "
                 "(use an ISO code such as US or GB)."
             ) from exc
+        parse_extra_days(self.extra_days)
 
     def days(self, start: date, end: date) -> dict[date, str]:
         """Holidays and agency days from ``start`` to ``end`` inclusive: date -> name."""
-        return holiday_calendar(start, end, self.country, self.subdivision)
+        return holiday_calendar(start, end, self.country, self.subdivision, self.extra_days)
 
     def features(self, days: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Regression columns (0/1) for ``days`` (datetime64[D]): (matrix n x p, column names).

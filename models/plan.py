@@ -109,6 +109,7 @@ class PlanInputs:
     recruiting_window_weeks: int = 8
     holiday_country: str = "US"
     holiday_subdivision: str | None = None
+    agency_days: tuple[tuple[str, str], ...] = ()  # ("MM-DD" or "YYYY-MM-DD", name)
     scenario: Scenario | None = None  # None: 'base'
     region_overrides: Mapping[str, Mapping[str, Mapping[str, float]]] = field(
         default_factory=dict
@@ -191,7 +192,11 @@ def build_plan(
 
     first_day = as_of - timedelta(days=max(inputs.acceptance_lookback_days, 400))
     holidays = holiday_calendar(
-        first_day, sim.dates[-1].date(), inputs.holiday_country, inputs.holiday_subdivision
+        first_day,
+        sim.dates[-1].date(),
+        inputs.holiday_country,
+        inputs.holiday_subdivision,
+        inputs.agency_days,
     )
     offers = offers_with_context(
         tables["shift_offers"], tables["shift_requests"], tables["facilities"], holidays

@@ -267,6 +267,15 @@ class Settings(BaseSettings):
     holiday_subdivision: str | None = Field(
         None, description="`holidays` subdivision (state) code, if any."
     )
+    agency_days: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "The agency's own holidays beside the public ones and Christmas Eve, New Year's "
+            "Eve and Black Friday: date -> name, MM-DD for every year or YYYY-MM-DD for one "
+            'day, e.g. STAFFCAST_AGENCY_DAYS=\'{"07-03": "Summer picnic"}\'. They get holiday '
+            "effects in the forecasts and rows in holiday_coverage."
+        ),
+    )
     region_staffing: dict[str, dict[str, dict[str, float]]] = Field(
         default_factory=dict,
         description=(

@@ -118,3 +118,21 @@ def test_holiday_features_mark_the_day_and_its_window() -> None:
 def test_unknown_country_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="XX"):
         HolidayCalendar("XX").validate()
+
+
+def test_agency_days_join_the_calendar_every_year_or_once() -> None:
+    calendar = HolidayCalendar(
+        "US", extra_days=(("07-03", "Summer picnic"), ("2026-12-26", "Shutdown"), ("02-29", "Leap"))
+    )
+    calendar.validate()
+    days = calendar.days(date(2025, 1, 1), date(2026, 12, 31))
+    assert days[date(2025, 7, 3)] == "Summer picnic"
+    assert days[date(2026, 7, 3)] == "Independence Day (observed)"  # a public name wins
+    assert days[date(2026, 12, 26)] == "Shutdown" and date(2025, 12, 26) not in days
+    assert date(2025, 2, 28) not in days and date(2025, 3, 1) not in days  # no Feb 29 in 2025
+    assert days[date(2025, 12, 25)] == "Christmas Day"  # public holidays stay
+    _, names = calendar.features(np.arange("2025-07-01", "2025-07-06", dtype="datetime64[D]"))
+    assert "day:Summer picnic" in names
+    for bad in (("13-01", "x"), ("2026-02-30", "x"), ("July 3", "x")):
+        with pytest.raises(ValueError, match="is not a date: use MM-DD"):
+            HolidayCalendar("US", extra_days=(bad,)).validate()

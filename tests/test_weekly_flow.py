@@ -52,6 +52,7 @@ def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
 ) -> None:
     source = f"sqlite:///{small_agency.path}"
     reporting = f"sqlite:///{staffcast_home / 'reporting.db'}"
+    monkeypatch.setenv("STAFFCAST_AGENCY_DAYS", json.dumps({"12-26": "Agency Boxing Day"}))
     first = weekly_forecast(as_of=AS_OF, source_url=source, reporting_url=reporting)
     engine = reporting_engine(reporting)
 
@@ -144,6 +145,12 @@ def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
             ).all()
         )
     assert pools["fewer_accept"] > pools["base"] > pools["relaxed"]
+    with engine.connect() as conn:
+        boxing = conn.exec_driver_sql(
+            "SELECT count(*) FROM current_holiday_coverage "
+            "WHERE holiday = 'Agency Boxing Day' AND scenario = 'base'"
+        ).scalar_one()
+    assert boxing == 8  # the agency's own day: every region and role
     with engine.connect() as conn:
         pools_after = {tuple(r[:3]): r[3] for r in conn.exec_driver_sql(pool_sql)}
     grown = {key for key in pools_before if pools_after[key] != pools_before[key]}
