@@ -59,7 +59,9 @@ def _demo(as_of: date) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _scale(facilities: int, years: float, as_of: date, keep: bool) -> None:
+def _scale(
+    facilities: int, years: float, as_of: date, keep: bool, reporting_url: str | None = None
+) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     home = OUT / f"agency-{facilities}x{years:g}"
     os.environ["STAFFCAST_HOME"] = str(home)
@@ -79,14 +81,16 @@ def _scale(facilities: int, years: float, as_of: date, keep: bool) -> None:
             f"shift_requests, {agency.nurses:,} nurses, {agency.shift_offers:,} offers in "
             f"{time.perf_counter() - started:.1f} s ({source.stat().st_size / 1e6:.0f} MB)"
         )
-    reporting = home / "reporting.db"
-    reporting.unlink(missing_ok=True)
+    if reporting_url is None:
+        reporting = home / "reporting.db"
+        reporting.unlink(missing_ok=True)
+        reporting_url = f"sqlite:///{reporting}"
 
     from flows.weekly_forecast import weekly_forecast
 
     started = time.perf_counter()
     summary = weekly_forecast(
-        as_of=as_of, source_url=f"sqlite:///{source}", reporting_url=f"sqlite:///{reporting}"
+        as_of=as_of, source_url=f"sqlite:///{source}", reporting_url=reporting_url
     )
     wall = time.perf_counter() - started
     print(
@@ -99,6 +103,27 @@ def _scale(facilities: int, years: float, as_of: date, keep: bool) -> None:
         print(f"{name:<10} {metrics['seconds']:>9.1f} {metrics['peak_rss_mb'] or 0:>12.0f}")
     peak = max((m["peak_rss_mb"] or 0) for m in summary.stages.values())
     print(f"{'flow':<10} {wall:>9.1f} {peak:>12.0f}   (flow wall incl. Prefect overhead)")
+    _published_rows(reporting_url, summary.run_id)
+
+
+def _published_rows(url: str, run_id: str) -> None:
+    """Rows the run published, per table (the figure to quote beside the publish time)."""
+    from sqlalchemy import func, select
+
+    from reports.schema import CHILD_TABLES, reporting_engine, table
+
+    engine = reporting_engine(url)
+    total = 0
+    with engine.connect() as connection:
+        for name in CHILD_TABLES:
+            child = table(name)
+            rows = connection.execute(
+                select(func.count()).select_from(child).where(child.c.run_id == run_id)
+            ).scalar_one()
+            total += rows
+            print(f"  {name:<20} {rows:>10,} rows")
+    engine.dispose()
+    print(f"  {'total':<20} {total:>10,} rows published to {engine.url.get_backend_name()}")
 
 
 def main() -> None:
@@ -108,11 +133,15 @@ def main() -> None:
     parser.add_argument("--years", type=float, default=3.0)
     parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 11, 30))
     parser.add_argument("--keep", action="store_true", help="reuse an agency already built")
+    parser.add_argument(
+        "--reporting",
+        help="reporting database URL (default: a fresh SQLite file beside the agency)",
+    )
     args = parser.parse_args()
     if args.mode == "demo":
         _demo(args.as_of)
     else:
-        _scale(args.facilities, args.years, args.as_of, args.keep)
+        _scale(args.facilities, args.years, args.as_of, args.keep, args.reporting)
 
 
 if __name__ == "__main__":
