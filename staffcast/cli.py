@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help=f"what-if stored beside base (repeatable; default {DEMO_SCENARIOS[0]!r})",
     )
+    demo.add_argument("--scenario-file", type=Path, help="YAML file of scenarios (see the README)")
 
     run = commands.add_parser("run", help="run the weekly flow once")
     run.add_argument("--as-of", type=_date, help="first forecast day (default: today)")
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
             "what-if stored beside base, e.g. tight:service_level=0.9,acceptance_rate.RN=0.3 "
             "(repeatable)"
         ),
+    )
+    run.add_argument(
+        "--scenario-file",
+        type=Path,
+        help="YAML file of scenarios: name -> {parameter[.ROLE]: value} (with --scenario too)",
     )
 
     check = commands.add_parser(
@@ -212,7 +218,7 @@ def _demo(args: argparse.Namespace) -> int:
     summary = weekly_forecast(
         as_of=as_of,
         source_url=f"sqlite:///{agency.path.resolve()}",
-        scenarios=args.scenario if args.scenario is not None else list(DEMO_SCENARIOS),
+        scenarios=_scenarios(args, default=list(DEMO_SCENARIOS)),
     )
     _print_summary(summary)
     return 0
@@ -226,10 +232,58 @@ def _run(args: argparse.Namespace) -> int:
         source_url=args.source,
         reporting_url=args.reporting,
         horizon_days=args.horizon,
-        scenarios=args.scenario,
+        scenarios=_scenarios(args),
     )
     _print_summary(summary)
     return 0
+
+
+def _scenarios(args: argparse.Namespace, default: list[str] | None = None) -> list[str] | None:
+    """Scenarios from --scenario and --scenario-file, in that order (None: the settings')."""
+    texts = list(args.scenario or [])
+    if args.scenario_file is not None:
+        texts += scenarios_from_yaml(args.scenario_file)
+    if not texts:
+        return default
+    return texts
+
+
+def scenarios_from_yaml(path: Path) -> list[str]:
+    """A YAML scenario file as ``name:parameter=value,...`` texts (checked by the flow).
+
+    The file maps each scenario name to its parameters, a role after a dot for one role::
+
+        fewer_accept:
+          acceptance_rate: 0.25
+        tight:
+          service_level: 0.9
+          acceptance_rate.RN: 0.3
+    """
+    import yaml
+
+    shape = (
+        "map each scenario name to its parameters, e.g. 'tight: {service_level: 0.9, "
+        "acceptance_rate.RN: 0.3}'"
+    )
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise StaffcastError(f"--scenario-file {path}: cannot read it ({exc.strerror}).") from exc
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise StaffcastError(f"--scenario-file {path}: not valid YAML{line}; {shape}.") from exc
+    if not isinstance(data, dict) or not data:
+        raise StaffcastError(f"--scenario-file {path}: no scenarios found; {shape}.")
+    texts = []
+    for name, values in data.items():
+        if not isinstance(values, dict) or not values:
+            raise StaffcastError(
+                f"--scenario-file {path}: scenario {name!r} has no parameters; {shape}."
+            )
+        body = ",".join(f"{key}={value}" for key, value in values.items())
+        texts.append(f"{name}:{body}")
+    return texts
 
 
 def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]

@@ -214,3 +214,42 @@ def test_report_command_without_a_published_run_explains(
     err = capsys.readouterr().err
     assert "No published run in the reporting database yet" in err
     assert "Traceback" not in err
+
+
+def test_scenarios_from_yaml_reads_names_parameters_and_roles(tmp_path: Path) -> None:
+    from staffcast.cli import scenarios_from_yaml
+    from staffcast.errors import StaffcastError
+
+    good = tmp_path / "scenarios.yaml"
+    good.write_text(
+        "fewer_accept:\n  acceptance_rate: 0.25\n"
+        "tight:\n  service_level: 0.9\n  acceptance_rate.RN: 0.3\n",
+        encoding="utf-8",
+    )
+    assert scenarios_from_yaml(good) == [
+        "fewer_accept:acceptance_rate=0.25",
+        "tight:service_level=0.9,acceptance_rate.RN=0.3",
+    ]
+    for text, message in [
+        ("tight: [", "not valid YAML at line 1"),
+        ("- a\n- b\n", "no scenarios found"),
+        ("tight:\n", "scenario 'tight' has no parameters"),
+    ]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(StaffcastError, match=message):
+            scenarios_from_yaml(bad)
+    with pytest.raises(StaffcastError, match="cannot read it"):
+        scenarios_from_yaml(tmp_path / "missing.yaml")
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_scenario_file_reaches_the_run_and_is_checked(tmp_path: Path) -> None:
+    scenarios = tmp_path / "scenarios.yaml"
+    scenarios.write_text("tight:\n  service_level: high\n", encoding="utf-8")
+    result = _staffcast(
+        ["run", "--as-of", "2025-11-03", "--scenario-file", str(scenarios)], tmp_path / "home"
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "--scenario: scenario 'tight': 'high' is not a number." in result.stderr
