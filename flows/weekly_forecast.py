@@ -63,7 +63,7 @@ from models.staffing import StaffingParams
 from reports import publish as publishing
 from reports.html_report import write_report
 from reports.schema import create_schema, reporting_engine
-from reports.targets_csv import write_targets_csv
+from reports.targets_csv import TARGET_COLUMNS, write_targets_csv
 from staffcast import __version__
 from staffcast.errors import (
     ReportingUnavailable,
@@ -669,22 +669,7 @@ def _json_cells(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _table_artifacts(staffing: StaffingPlan) -> None:
     """Hiring targets (every scenario) and base on-call pools as Prefect table artifacts."""
-    targets = staffing.recruiting_target[
-        [
-            "scenario",
-            "region",
-            "role",
-            "hires_needed",
-            "surplus",
-            "recruit_by",
-            "needed_by",
-            "current_pool",
-            "target_pool",
-            "acceptance_rate",
-            "acceptance_offers",
-            "annual_attrition",
-        ]
-    ]
+    targets = staffing.recruiting_target[list(TARGET_COLUMNS)]
     create_table_artifact(
         _json_cells(targets),
         key="hiring-targets",

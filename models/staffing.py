@@ -450,15 +450,7 @@ def recruiting_target(
         last ``window_weeks`` weeks available are used (or the window is cut short) and ``note``
         says so; ``note`` is empty otherwise.
     """
-    missing = [c for c in ("week_start", "recommended_pool") if c not in pool_weeks.columns]
-    if missing:
-        raise ValueError(
-            f"pool_weeks is missing the columns {missing}; pass on_call_pool's output."
-        )
-    if pool_weeks.empty:
-        raise ValueError("pool_weeks is empty: there is no week to plan for.")
-    if current_pool < 0:
-        raise ValueError(f"current_pool must be >= 0 nurses, got {current_pool}.")
+    _check_pool_weeks(pool_weeks, current_pool)
     if window_weeks < 1:
         raise ValueError(f"window_weeks must be >= 1, got {window_weeks}.")
     _check_attrition(annual_attrition)
@@ -563,15 +555,7 @@ def hiring_plan(
         (nurses at arrival_end without this month's hires, fractional), ``hires``,
         ``cumulative_hires`` (nurses) and ``beyond_horizon``.
     """
-    missing = [c for c in ("week_start", "recommended_pool") if c not in pool_weeks.columns]
-    if missing:
-        raise ValueError(
-            f"pool_weeks is missing the columns {missing}; pass on_call_pool's output."
-        )
-    if pool_weeks.empty:
-        raise ValueError("pool_weeks is empty: there is no week to plan for.")
-    if current_pool < 0:
-        raise ValueError(f"current_pool must be >= 0 nurses, got {current_pool}.")
+    _check_pool_weeks(pool_weeks, current_pool)
     if months < 1 or steady_weeks < 1:
         raise ValueError(f"months and steady_weeks must be >= 1, got {months}, {steady_weeks}.")
     _check_attrition(annual_attrition)
@@ -805,6 +789,18 @@ def _check_paths(paths: np.ndarray, dates: pd.DatetimeIndex) -> np.ndarray:
     if paths.size and paths.min() < 0:
         raise ValueError("paths must be >= 0 shifts.")
     return paths
+
+
+def _check_pool_weeks(pool_weeks: pd.DataFrame, current_pool: int) -> None:
+    missing = [c for c in ("week_start", "recommended_pool") if c not in pool_weeks.columns]
+    if missing:
+        raise ValueError(
+            f"pool_weeks is missing the columns {missing}; pass on_call_pool's output."
+        )
+    if pool_weeks.empty:
+        raise ValueError("pool_weeks is empty: there is no week to plan for.")
+    if current_pool < 0:
+        raise ValueError(f"current_pool must be >= 0 nurses, got {current_pool}.")
 
 
 def _check_service_level(value: float) -> None:

@@ -313,10 +313,10 @@ def test_shared_day_cv_recovers_a_known_day_effect() -> None:
     assert shared_day_cv(_correlated_history(0.0)).loc[("North", "RN")] < 0.03
 
 
-def test_a_shared_day_effect_widens_the_region_but_not_the_facilities() -> None:
-    """Regional p95 grows with co-movement; facility quantiles and the regional mean do not."""
+def _twenty_facilities() -> pd.DataFrame:
+    """20 facilities of one region, 14 days, each NB(mean 6, size 5): regional mean 120."""
     dates = pd.date_range("2026-01-05", periods=14, freq="D")
-    forecast = pd.DataFrame(
+    return pd.DataFrame(
         {
             "series_id": np.repeat([f"F{i}|RN" for i in range(20)], 14),
             "facility_id": np.repeat([f"F{i}" for i in range(20)], 14),
@@ -328,6 +328,11 @@ def test_a_shared_day_effect_widens_the_region_but_not_the_facilities() -> None:
             "size": 5.0,
         }
     )
+
+
+def test_a_shared_day_effect_widens_the_region_but_not_the_facilities() -> None:
+    """Regional p95 grows with co-movement; facility quantiles and the regional mean do not."""
+    forecast = _twenty_facilities()
     cv = pd.Series([0.2], index=pd.MultiIndex.from_tuples([("North", "RN")]))
     independent = simulate_demand(forecast, None, n_paths=4000, seed=3)
     shared = simulate_demand(forecast, None, n_paths=4000, seed=3, day_cv=cv)
@@ -378,19 +383,7 @@ def test_shared_level_cv_recovers_a_known_level_error() -> None:
 
 
 def test_a_shared_level_effect_correlates_days_but_keeps_facilities() -> None:
-    dates = pd.date_range("2026-01-05", periods=14, freq="D")
-    forecast = pd.DataFrame(
-        {
-            "series_id": np.repeat([f"F{i}|RN" for i in range(20)], 14),
-            "facility_id": np.repeat([f"F{i}" for i in range(20)], 14),
-            "role": "RN",
-            "region": "North",
-            "date": np.tile(dates, 20),
-            "mean": 6.0,
-            "booked": 0,
-            "size": 5.0,
-        }
-    )
+    forecast = _twenty_facilities()
     cv = pd.Series([0.2], index=pd.MultiIndex.from_tuples([("North", "RN")]))
     independent = simulate_demand(forecast, None, n_paths=6000, seed=3)
     level = simulate_demand(forecast, None, n_paths=6000, seed=3, level_cv=cv)
