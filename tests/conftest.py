@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine, make_url
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="staffcast-prefect-")
 os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
@@ -17,6 +20,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.pop("PREFECT_API_URL", None)
 logging.getLogger("cmdstanpy").disabled = True
+
+POSTGRES_URL = os.environ.get("STAFFCAST_TEST_POSTGRES_URL")
+"""A PostgreSQL 15 server for the reporting-database tests (a superuser; .ci/run starts one)."""
 
 AS_OF = date(2025, 11, 3)
 """A Monday: the as_of every small-agency test uses."""
@@ -46,3 +52,36 @@ def staffcast_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("STAFFCAST_HOME", str(home))
     return home
+
+
+@contextmanager
+def fresh_database(backend: str, tmp_path: Path) -> Iterator[Engine]:
+    """An empty reporting database: a SQLite file, or a new PostgreSQL database (dropped after)."""
+    from reports.schema import reporting_engine
+
+    if backend == "sqlite":
+        engine = reporting_engine(f"sqlite:///{tmp_path / f'reporting-{uuid.uuid4().hex}.db'}")
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+        return
+    if not POSTGRES_URL:
+        pytest.skip(
+            "PostgreSQL not configured: set STAFFCAST_TEST_POSTGRES_URL, e.g. "
+            "postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
+        )
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"staffcast_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine = reporting_engine(
+        make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    )
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

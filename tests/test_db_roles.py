@@ -25,7 +25,7 @@ from reports.db_admin import READER_VIEWS, ReaderGrantError, grant_reader
 from reports.publish import publish_run, start_run
 from reports.schema import TABLES, create_schema, current_view, downgrade_schema, upgrade_schema
 from staffcast.cli import main
-from tests.test_migrations import POSTGRES_URL, fresh_database
+from tests.conftest import POSTGRES_URL, fresh_database
 from tests.test_publish import AS_OF, COUNTS, result_frames
 
 #: Relations a reader must not touch at all.

@@ -504,3 +504,26 @@ def test_targets_csv_of_an_older_run(engine: Engine, tmp_path: Path) -> None:
     assert max(int(row["hires_needed"]) for row in rows) == 41 + 6
     with pytest.raises(ValueError, match="not in the reporting database"):
         write_targets_csv(engine, tmp_path / "t.csv", run_id="nope")
+
+
+@pytest.mark.postgres
+def test_postgresql_gives_the_same_report_and_csv_as_sqlite(tmp_path: Path) -> None:
+    """The report reads the reporting database the same way on both backends."""
+    from tests.conftest import fresh_database
+
+    outputs = {}
+    for backend in ("sqlite", "postgresql"):
+        with fresh_database(backend, tmp_path) as database:
+            create_schema(database)
+            run_id = publish(database, run_frames())
+            page = write_report(database, tmp_path / f"{backend}.html").read_text(encoding="utf-8")
+            csv_text = write_targets_csv(database, tmp_path / f"{backend}.csv").read_text(
+                encoding="utf-8-sig"
+            )
+        # The run id and the publish time differ between the two runs; nothing else may.
+        page = re.sub(
+            r"published [0-9-]+ [0-9:]+ UTC", "published ...", page.replace(run_id, "RUN")
+        )
+        outputs[backend] = (page, csv_text)
+    assert outputs["postgresql"][1] == outputs["sqlite"][1]
+    assert outputs["postgresql"][0] == outputs["sqlite"][0]

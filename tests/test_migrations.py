@@ -7,11 +7,8 @@ Runs on SQLite always and on PostgreSQL when STAFFCAST_TEST_POSTGRES_URL points 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +16,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, func, inspect, make_url, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 
 import reports.schema as schema_module
 from reports.publish import publish_run, start_run
@@ -41,46 +38,15 @@ from reports.schema import (
     view_sql,
 )
 from staffcast.cli import main
+from tests.conftest import fresh_database
 from tests.test_publish import AS_OF, COUNTS, result_frames
 
-POSTGRES_URL = os.environ.get("STAFFCAST_TEST_POSTGRES_URL")
 #: Tables and columns revision 0002 added (absent at 0001).
 NEW_TABLES = ("demand_history", "hiring_plan")
 NEW_COLUMNS = {
     "recruiting_target": ("acceptance_offers", "attrition_nurse_years", "attrition_separations"),
     "holiday_coverage": ("acceptance_offers",),
 }
-
-
-@contextmanager
-def fresh_database(backend: str, tmp_path: Path) -> Iterator[Engine]:
-    """An empty reporting database: a SQLite file, or a new PostgreSQL database (dropped after)."""
-    if backend == "sqlite":
-        engine = reporting_engine(f"sqlite:///{tmp_path / f'reporting-{uuid.uuid4().hex}.db'}")
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-        return
-    if not POSTGRES_URL:
-        pytest.skip(
-            "PostgreSQL not configured: set STAFFCAST_TEST_POSTGRES_URL, e.g. "
-            "postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
-        )
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"staffcast_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine = reporting_engine(
-        make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    )
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

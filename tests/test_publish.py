@@ -7,8 +7,6 @@ Runs on SQLite always and on PostgreSQL when STAFFCAST_TEST_POSTGRES_URL points 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -26,11 +24,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     func,
     insert,
     inspect,
-    make_url,
     select,
 )
 from sqlalchemy.exc import IntegrityError
@@ -44,11 +40,10 @@ from reports.schema import (
     UtcDateTime,
     create_schema,
     current_view,
-    reporting_engine,
     table,
 )
+from tests.conftest import fresh_database
 
-POSTGRES_URL = os.environ.get("STAFFCAST_TEST_POSTGRES_URL")
 AS_OF = dt.date(2026, 1, 5)
 
 
@@ -57,31 +52,9 @@ AS_OF = dt.date(2026, 1, 5)
 )
 def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
     """A reporting database with the schema created: SQLite file, or a fresh PostgreSQL db."""
-    if request.param == "sqlite":
-        sqlite_engine = reporting_engine(f"sqlite:///{tmp_path / 'nested' / 'reporting.db'}")
-        create_schema(sqlite_engine)
-        yield sqlite_engine
-        sqlite_engine.dispose()
-        return
-    if not POSTGRES_URL:
-        pytest.skip(
-            "PostgreSQL not configured: set STAFFCAST_TEST_POSTGRES_URL, e.g. "
-            "postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
-        )
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"staffcast_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    pg_engine = reporting_engine(url)
-    try:
-        create_schema(pg_engine)
-        yield pg_engine
-    finally:
-        pg_engine.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with fresh_database(request.param, tmp_path / "nested") as database:
+        create_schema(database)
+        yield database
 
 
 def result_frames(as_of: dt.date, tag: int = 0) -> dict[str, pd.DataFrame]:

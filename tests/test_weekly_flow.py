@@ -217,3 +217,28 @@ def test_batch_failure_stops_before_publishing(tmp_path: Path, staffcast_home: P
             "SELECT rule, level FROM validation_result WHERE rule = 'max_quarantine_share'"
         ).one()
     assert stop == ("max_quarantine_share", "batch")
+
+
+@pytest.mark.postgres
+def test_weekly_flow_publishes_to_postgresql(
+    small_agency, staffcast_home: Path, tmp_path: Path
+) -> None:
+    """The production set-up: the run migrates a fresh PostgreSQL database and publishes."""
+    from tests.conftest import fresh_database
+
+    with fresh_database("postgresql", tmp_path) as engine:
+        url = engine.url.render_as_string(hide_password=False)
+        summary = weekly_forecast(
+            as_of=AS_OF, source_url=f"sqlite:///{small_agency.path}", reporting_url=url
+        )
+        assert summary.reporting_url.startswith("postgresql+psycopg://")
+        for view, expected in [
+            ("current_recruiting_target", 8),
+            ("current_on_call_pool", 8 * 26),
+            ("current_hiring_plan", 8 * 6),
+            ("current_demand_forecast", summary.series * 182),
+        ]:
+            assert _count(engine, view) == expected, view
+        # Up to 371 days per series: a facility that opened later has fewer.
+        assert 0 < _count(engine, "current_demand_history") <= summary.series * 371
+        assert 'id="hiring-targets"' in Path(summary.report_path).read_text(encoding="utf-8")
