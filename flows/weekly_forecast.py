@@ -12,8 +12,12 @@ stops the run.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -23,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -168,10 +172,34 @@ def build_demand(
 
 @task(**TASK_OPTIONS)
 def forecast_batch(
-    history: pd.DataFrame, horizon: int, config: EngineConfig, start: pd.Timestamp
+    history: pd.DataFrame,
+    horizon: int,
+    config: EngineConfig,
+    start: pd.Timestamp,
+    processes: Executor | None = None,
 ) -> EngineResult:
-    """Forecast one batch of series (many series per task run)."""
-    return forecast_many(history, horizon, config=config, start=start)
+    """Forecast one batch of series (many series per task run).
+
+    With ``processes`` the work runs in one of its worker processes: the flow's tasks run in
+    threads, which Python's interpreter lock keeps on one core; the task run itself (state,
+    retries, logs) stays in the flow.
+    """
+    if processes is None:
+        return forecast_many(history, horizon, config=config, start=start)
+    return processes.submit(forecast_many, history, horizon, config=config, start=start).result()
+
+
+@contextmanager
+def _forecast_processes(workers: int, batches: int) -> Iterator[Executor | None]:
+    """A pool of ``workers`` processes (0: one per core) when there is more than one batch."""
+    workers = min(workers or os.cpu_count() or 1, batches)
+    if workers <= 1:
+        yield None
+        return
+    # forkserver: worker processes do not inherit the flow's threads (Prefect's event loop).
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield pool
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -395,13 +423,16 @@ def _forecast_all(
     ]
     start = pd.Timestamp(as_of)
     config = engine_config(settings)
-    futures = list(forecast_batch.map(batches, settings.horizon_days, config, start))
-    for done, future in enumerate(as_completed(futures), start=1):
-        future.result()  # raise a failed batch's error now
-        progress.within(
-            "forecast", done / len(futures), f"Forecast: {done} of {len(futures)} batches"
+    with _forecast_processes(settings.forecast_workers, len(batches)) as processes:
+        futures = list(
+            forecast_batch.map(batches, settings.horizon_days, config, start, unmapped(processes))
         )
-    results: list[EngineResult] = [future.result() for future in futures]
+        for done, future in enumerate(as_completed(futures), start=1):
+            future.result()  # raise a failed batch's error now
+            progress.within(
+                "forecast", done / len(futures), f"Forecast: {done} of {len(futures)} batches"
+            )
+        results: list[EngineResult] = [future.result() for future in futures]
     forecast = pd.concat([r.forecast for r in results], ignore_index=True)
     evaluation = pd.concat([r.evaluation for r in results], ignore_index=True)
     backtest_errors = pd.concat([r.backtest_errors for r in results], ignore_index=True)

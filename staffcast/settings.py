@@ -263,6 +263,15 @@ class Settings(BaseSettings):
     series_per_task: int = Field(
         250, ge=1, description="Series forecast by one Prefect task run (batching)."
     )
+    forecast_workers: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Processes that forecast batches in parallel: 0 is one per CPU core, 1 forecasts "
+            "in the flow's own process. A run with one batch (under series_per_task series) "
+            "always uses its own process."
+        ),
+    )
     holiday_country: str = Field("US", description="`holidays` country code for holidays.")
     holiday_subdivision: str | None = Field(
         None, description="`holidays` subdivision (state) code, if any."

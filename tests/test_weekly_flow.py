@@ -242,3 +242,38 @@ def test_weekly_flow_publishes_to_postgresql(
         # Up to 371 days per series: a facility that opened later has fewer.
         assert 0 < _count(engine, "current_demand_history") <= summary.series * 371
         assert 'id="hiring-targets"' in Path(summary.report_path).read_text(encoding="utf-8")
+
+
+def test_forecast_batches_in_worker_processes_match_the_flow_process() -> None:
+    """forecast_workers > 1 moves the engine into processes; the numbers must not change."""
+    import numpy as np
+    import pandas as pd
+    from prefect import flow, unmapped
+
+    from flows.weekly_forecast import _forecast_processes, forecast_batch
+    from models.calendar import HolidayCalendar
+    from models.forecasting import EngineConfig
+
+    rng = np.random.default_rng(5)
+    days = pd.date_range("2025-01-06", periods=200, freq="D")
+    history = pd.DataFrame(
+        {
+            "series_id": np.repeat([f"F{i}|RN" for i in range(6)], len(days)),
+            "date": np.tile(days, 6),
+            "demand": rng.poisson(5.0, 6 * len(days)).astype(float),
+        }
+    )
+    batches = [history[history["series_id"].isin([f"F{i}|RN", f"F{i + 3}|RN"])] for i in range(3)]
+    config = EngineConfig(calendar=HolidayCalendar(), origins=2)
+    start = days[-1] + pd.Timedelta(days=1)
+
+    @flow
+    def forecast(workers: int) -> list[pd.DataFrame]:
+        with _forecast_processes(workers, len(batches)) as processes:
+            assert (processes is None) == (workers == 1)
+            futures = forecast_batch.map(batches, 14, config, start, unmapped(processes))
+            return [f.result().with_quantiles() for f in futures]
+
+    in_flow, in_processes = forecast(1), forecast(2)
+    for one, other in zip(in_flow, in_processes, strict=True):
+        pd.testing.assert_frame_equal(one, other)
