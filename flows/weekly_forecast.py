@@ -265,11 +265,12 @@ def plan(
     validated: ValidationResult,
     as_of: date,
     settings: Settings,
+    calendar: HolidayCalendar,
     scenarios: tuple[Scenario, ...] = (),
 ) -> StaffingPlan:
     """On-call pools, recruiting targets and holiday coverage: 'base', then each scenario."""
     plans = [
-        build_plan(simulation, validated.tables, _plan_inputs(as_of, settings, scenario))
+        build_plan(simulation, validated.tables, _plan_inputs(as_of, settings, calendar, scenario))
         for scenario in (None, *scenarios)
     ]
     first = plans[0]
@@ -313,7 +314,9 @@ def _check_region_staffing(settings: Settings) -> None:
                 ) from exc
 
 
-def _plan_inputs(as_of: date, settings: Settings, scenario: Scenario | None) -> PlanInputs:
+def _plan_inputs(
+    as_of: date, settings: Settings, calendar: HolidayCalendar, scenario: Scenario | None
+) -> PlanInputs:
     return PlanInputs(
         as_of=as_of,
         params_by_role={
@@ -324,9 +327,7 @@ def _plan_inputs(as_of: date, settings: Settings, scenario: Scenario | None) -> 
         attrition_lookback_days=settings.attrition_lookback_days,
         min_pool_for_attrition=settings.min_pool_for_attrition,
         recruiting_window_weeks=settings.recruiting_window_weeks,
-        holiday_country=settings.holiday_country,
-        holiday_subdivision=settings.holiday_subdivision,
-        agency_days=tuple(sorted(settings.agency_days.items())),
+        calendar=calendar,
         scenario=scenario,
         region_overrides=settings.region_staffing,
     )
@@ -357,10 +358,12 @@ def _peak_rss_mb(reset: bool = False) -> float | None:
     return None
 
 
-class _Progress:
-    """The run's progress artifact (key ``weekly-forecast-progress``): stages, then batches."""
+class _Stages:
+    """A run's stages: wall seconds and peak memory of each, and the progress artifact
+    (key ``weekly-forecast-progress``) that moves as stages, and forecast batches, finish."""
 
     def __init__(self) -> None:
+        self.timings: dict[str, dict[str, float | None]] = {}
         self.done = 0.0
         # Called from sync code, Prefect's sync-compatible function returns the id itself.
         self.artifact_id = cast(
@@ -370,38 +373,27 @@ class _Progress:
             ),
         )
 
-    def update(self, progress: float, description: str) -> None:
-        update_progress_artifact(self.artifact_id, round(100 * min(progress, 1.0), 1), description)
-
-    def stage_done(self, name: str) -> None:
+    def run(self, name: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run one stage, recording its wall seconds and the process's peak memory during it."""
+        _peak_rss_mb(reset=True)
+        started = time.perf_counter()
+        result = fn(*args)
+        peak = _peak_rss_mb()
+        self.timings[name] = {
+            "seconds": round(time.perf_counter() - started, 3),
+            "peak_rss_mb": round(peak, 1) if peak is not None else None,
+        }
+        get_run_logger().info("Stage %s: %s", name, self.timings[name])
         self.done += _STAGE_WEIGHTS.get(name, 0.0)
-        self.update(self.done, f"Weekly run: {name} done")
+        self.progress(self.done, f"Weekly run: {name} done")
+        return result
 
     def within(self, name: str, share: float, description: str) -> None:
         """Part ``share`` (0-1) of stage ``name`` is done."""
-        self.update(self.done + _STAGE_WEIGHTS.get(name, 0.0) * share, description)
+        self.progress(self.done + _STAGE_WEIGHTS.get(name, 0.0) * share, description)
 
-
-def _timed(
-    stages: dict[str, dict[str, float | None]],
-    name: str,
-    fn: Callable[..., T],
-    *args: Any,
-    progress: _Progress | None = None,
-) -> T:
-    """Run one stage, recording its wall seconds and the process's peak memory during it."""
-    _peak_rss_mb(reset=True)
-    started = time.perf_counter()
-    result = fn(*args)
-    peak = _peak_rss_mb()
-    stages[name] = {
-        "seconds": round(time.perf_counter() - started, 3),
-        "peak_rss_mb": round(peak, 1) if peak is not None else None,
-    }
-    get_run_logger().info("Stage %s: %s", name, stages[name])
-    if progress is not None:
-        progress.stage_done(name)
-    return result
+    def progress(self, progress: float, description: str) -> None:
+        update_progress_artifact(self.artifact_id, round(100 * min(progress, 1.0), 1), description)
 
 
 def _forecast_all(
@@ -410,7 +402,8 @@ def _forecast_all(
     validated: ValidationResult,
     as_of: date,
     settings: Settings,
-    progress: _Progress,
+    config: EngineConfig,
+    stages: _Stages,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Forecast every series in batches; closed facilities get zero after their last day.
 
@@ -422,14 +415,13 @@ def _forecast_all(
         for i in range(0, len(ids), settings.series_per_task)
     ]
     start = pd.Timestamp(as_of)
-    config = engine_config(settings)
     with _forecast_processes(settings.forecast_workers, len(batches)) as processes:
         futures = list(
             forecast_batch.map(batches, settings.horizon_days, config, start, unmapped(processes))
         )
         for done, future in enumerate(as_completed(futures), start=1):
             future.result()  # raise a failed batch's error now
-            progress.within(
+            stages.within(
                 "forecast", done / len(futures), f"Forecast: {done} of {len(futures)} batches"
             )
         results: list[EngineResult] = [future.result() for future in futures]
@@ -483,7 +475,7 @@ def weekly_forecast(
     settings = Settings().model_copy(update=updates)
     what_ifs = _parse_scenarios(settings.scenarios)
     _check_region_staffing(settings)
-    engine_config(settings)  # a bad holiday or model setting stops the run before any work
+    config = engine_config(settings)  # a bad holiday or model setting stops before any work
     as_of = as_of or today_in(settings.agency_timezone)
     logger = get_run_logger()
     src_url, rep_url = settings.resolved_source_url, settings.resolved_reporting_url
@@ -517,31 +509,21 @@ def weekly_forecast(
         settings.horizon_days,
     )
     logger.info("Run %s for as_of %s started", run_id, as_of)
-    stages: dict[str, dict[str, float | None]] = {}
-    progress = _Progress()
+    stages = _Stages()
     try:
         extract_with_retries = extract.with_options(
             retries=settings.source_retries,
             retry_delay_seconds=settings.source_retry_delay_seconds,
         )
-        source = _timed(
-            stages,
-            "extract",
-            extract_with_retries,
-            src_url,
-            as_of,
-            settings.agency_timezone,
-            progress=progress,
+        source = stages.run(
+            "extract", extract_with_retries, src_url, as_of, settings.agency_timezone
         )
-        validated = _timed(stages, "validate", validate, source, settings, progress=progress)
+        validated = stages.run("validate", validate, source, settings)
         _data_quality_artifact(
             markdown_summary(validated.outcomes, validated.counts, quarantine=validated.quarantine)
         )
-        history, booked = _timed(
-            stages, "demand", build_demand, validated, source, settings, progress=progress
-        )
-        forecast, evaluation, backtest_errors = _timed(
-            stages,
+        history, booked = stages.run("demand", build_demand, validated, source, settings)
+        forecast, evaluation, backtest_errors = stages.run(
             "forecast",
             _forecast_all,
             history,
@@ -549,29 +531,12 @@ def weekly_forecast(
             validated,
             as_of,
             settings,
-            progress,
-            progress=progress,
-        )
-        simulation = _timed(
+            config,
             stages,
-            "regional",
-            simulate,
-            forecast,
-            history,
-            backtest_errors,
-            settings,
-            progress=progress,
         )
-        staffing = _timed(
-            stages,
-            "plan",
-            plan,
-            simulation,
-            validated,
-            as_of,
-            settings,
-            what_ifs,
-            progress=progress,
+        simulation = stages.run("regional", simulate, forecast, history, backtest_errors, settings)
+        staffing = stages.run(
+            "plan", plan, simulation, validated, as_of, settings, config.calendar, what_ifs
         )
         extracted, used, quarantined = validated.rows("shift_requests")
         counts = {
@@ -580,15 +545,14 @@ def weekly_forecast(
             "rows_quarantined": quarantined,
         }
         tables = _publishable(validated, history, simulation, forecast, evaluation, staffing)
-        _timed(stages, "publish", publish, rep_url, run_id, tables, counts, progress=progress)
+        stages.run("publish", publish, rep_url, run_id, tables, counts)
     except Exception as exc:
         if isinstance(exc, ValidationFailed):
             _record_stop(engine, run_id, exc)
         publishing.mark_failed(engine, run_id, str(exc))
         raise
     settings.report_dir.mkdir(parents=True, exist_ok=True)
-    report = _timed(
-        stages,
+    report = stages.run(
         "report",
         write_report,
         engine,
@@ -608,12 +572,12 @@ def weekly_forecast(
         used,
         quarantined,
         int(history["series_id"].nunique()),
-        stages,
+        stages.timings,
         str(Path(targets_csv).resolve()),
     )
     create_markdown_artifact(_markdown(summary, staffing), key="weekly-forecast-summary")
     _table_artifacts(staffing)
-    progress.update(1.0, "Weekly run: published")
+    stages.progress(1.0, "Weekly run: published")
     logger.info(
         "Published run %s: rows extracted %d = used %d + quarantined %d",
         run_id,

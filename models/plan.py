@@ -13,7 +13,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from models.calendar import holiday_calendar
+from models.calendar import HolidayCalendar
 from models.regional import DemandSimulation
 from models.staffing import (
     StaffingParams,
@@ -107,9 +107,7 @@ class PlanInputs:
     attrition_lookback_days: int = 365
     min_pool_for_attrition: float = 20
     recruiting_window_weeks: int = 8
-    holiday_country: str = "US"
-    holiday_subdivision: str | None = None
-    agency_days: tuple[tuple[str, str], ...] = ()  # ("MM-DD" or "YYYY-MM-DD", name)
+    calendar: HolidayCalendar = HolidayCalendar()  # the holidays the forecasts used
     scenario: Scenario | None = None  # None: 'base'
     region_overrides: Mapping[str, Mapping[str, Mapping[str, float]]] = field(
         default_factory=dict
@@ -191,13 +189,7 @@ def build_plan(
         return scenario is not None and scenario.forces(name, role)
 
     first_day = as_of - timedelta(days=max(inputs.acceptance_lookback_days, 400))
-    holidays = holiday_calendar(
-        first_day,
-        sim.dates[-1].date(),
-        inputs.holiday_country,
-        inputs.holiday_subdivision,
-        inputs.agency_days,
-    )
+    holidays = inputs.calendar.days(first_day, sim.dates[-1].date())
     offers = offers_with_context(
         tables["shift_offers"], tables["shift_requests"], tables["facilities"], holidays
     )
