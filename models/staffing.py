@@ -478,7 +478,7 @@ def recruiting_target(
             "inside it."
         )
     target = int(window["recommended_pool"].max())
-    expected_attrition = current_pool * (1 - (1 - annual_attrition) ** (lead / DAYS_PER_YEAR))
+    expected_attrition = current_pool * (1 - _survival(annual_attrition, lead))
     expected_pool = current_pool - expected_attrition
     hires = math.ceil(max(0.0, target - expected_pool) - _TOLERANCE)
     surplus = math.floor(max(0.0, expected_pool - target) + _TOLERANCE)
@@ -572,9 +572,6 @@ def hiring_plan(
     )
     recruit_from = [max(today, day) for day in first_of_months]
 
-    def survival(days: pd.Timedelta) -> float:
-        return float((1 - annual_attrition) ** (max(days.days, 0) / DAYS_PER_YEAR))
-
     rows = []
     arrivals: list[tuple[pd.Timestamp, int]] = []
     cumulative = 0
@@ -586,8 +583,8 @@ def hiring_plan(
         need = float(pools[inside].max()) if inside.any() else steady
         if beyond:
             need = max(need, steady)
-        expected = current_pool * survival(arrival_end - today) + sum(
-            n * survival(arrival_end - start) for start, n in arrivals
+        expected = current_pool * _survival(annual_attrition, (arrival_end - today).days) + sum(
+            n * _survival(annual_attrition, (arrival_end - start).days) for start, n in arrivals
         )
         hires = math.ceil(max(0.0, need - expected) - _TOLERANCE)
         arrivals.append((arrival_start, hires))
@@ -789,6 +786,11 @@ def _check_paths(paths: np.ndarray, dates: pd.DatetimeIndex) -> np.ndarray:
     if paths.size and paths.min() < 0:
         raise ValueError("paths must be >= 0 shifts.")
     return paths
+
+
+def _survival(annual_attrition: float, days: int) -> float:
+    """Share of a pool still there after ``days`` days (none leave in negative time)."""
+    return float((1 - annual_attrition) ** (max(days, 0) / DAYS_PER_YEAR))
 
 
 def _check_pool_weeks(pool_weeks: pd.DataFrame, current_pool: int) -> None:
