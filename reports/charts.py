@@ -92,7 +92,7 @@ def coordinate(value: float) -> str:
     return f"{rounded:g}" if abs(rounded) < 1e5 else f"{rounded:.1f}"
 
 
-def _esc(value: object) -> str:
+def esc(value: object) -> str:
     """``value`` as text safe inside SVG/HTML text and quoted attributes."""
     return html.escape(str(value), quote=True)
 
@@ -223,7 +223,7 @@ def y_axis(frame: Frame, ticks: Sequence[float]) -> str:
         y = coordinate(float(frame.y(tick)))
         parts.append(
             f'<path class="grid" d="M{frame.left} {y}H{coordinate(frame.plot_right)}"/>'
-            f'<text class="yt" x="{frame.left - 4}" y="{y}">{_esc(_tick_label(tick))}</text>'
+            f'<text class="yt" x="{frame.left - 4}" y="{y}">{esc(_tick_label(tick))}</text>'
         )
     return "".join(parts)
 
@@ -237,7 +237,7 @@ def x_axis(frame: Frame, positions: Sequence[float], labels: Sequence[str]) -> s
         parts.append(
             f'<path class="axis" d="M{x} {bottom}v3"/>'
             f'<text class="xt" x="{x}" y="{coordinate(frame.plot_bottom + 14)}">'
-            f"{_esc(label)}</text>"
+            f"{esc(label)}</text>"
         )
     return "".join(parts)
 
@@ -245,8 +245,8 @@ def x_axis(frame: Frame, positions: Sequence[float], labels: Sequence[str]) -> s
 def svg(frame: Frame, body: str, title: str, css_class: str = "chart") -> str:
     """Wrap ``body`` in an ``<svg>`` with a ``<title>`` (the tooltip and the accessible name)."""
     return (
-        f'<svg class="{_esc(css_class)}" viewBox="0 0 {frame.width} {frame.height}" '
-        f'role="img"><title>{_esc(title)}</title>{body}</svg>'
+        f'<svg class="{esc(css_class)}" viewBox="0 0 {frame.width} {frame.height}" '
+        f'role="img"><title>{esc(title)}</title>{body}</svg>'
     )
 
 
@@ -287,16 +287,16 @@ def weekly_pool_chart(role: str, pool: pd.DataFrame, weeks: list[dt.date]) -> tu
             )
             points.append(
                 f'<circle class="{colour}" cx="{coordinate(px)}" '
-                f'cy="{coordinate(py)}" r="2.6"><title>{_esc(tip)}</title></circle>'
+                f'cy="{coordinate(py)}" r="2.6"><title>{esc(tip)}</title></circle>'
             )
         body.append(
-            f'<g class="series" data-region="{_esc(region)}" data-role="{_esc(role)}">'
+            f'<g class="series" data-region="{esc(region)}" data-role="{esc(role)}">'
             f'<path class="step {colour}" d="{step_path(edges, y, frame)}"/>'
             f"{''.join(points)}</g>"
         )
         legend.append(
             f'<span><svg viewBox="0 0 22 10"><path class="step {colour}" d="M1 5H21"/></svg>'
-            f"{_esc(region)}</span>"
+            f"{esc(region)}</span>"
         )
     title = f"Recommended on-call pool per week, {role} (nurses), by region"
     return svg(frame, "".join(body), title, "pool"), "".join(legend)
@@ -397,10 +397,10 @@ def facility_demand_chart(
         f"shifts/day from {as_of.isoformat()}"
     )
     caption = (
-        f"<figcaption><strong>{_esc(facility)}</strong> · {_esc(role)} &mdash; forecast "
-        f"{_esc(f'{mean_per_day:,.1f}')} shifts/day</figcaption>"
+        f"<figcaption><strong>{esc(facility)}</strong> · {esc(role)} &mdash; forecast "
+        f"{esc(f'{mean_per_day:,.1f}')} shifts/day</figcaption>"
     )
     return (
-        f'<figure class="facility" data-facility="{_esc(facility)}" data-role="{_esc(role)}">'
+        f'<figure class="facility" data-facility="{esc(facility)}" data-role="{esc(role)}">'
         f"{caption}{svg(frame, ''.join(body), title)}</figure>"
     )

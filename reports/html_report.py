@@ -21,7 +21,6 @@ few set-based queries per section, never one query per facility.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import os
 import tempfile
 from collections.abc import Collection, Iterable, Sequence
@@ -87,10 +86,6 @@ class Markup(str):
     """Text that is already safe HTML (built here from escaped parts): not escaped again."""
 
 
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _text(value: Any) -> str:
     """A value as escaped display text: dates ISO, floats to 2 decimals, missing as a dash."""
     if isinstance(value, Markup):
@@ -98,30 +93,30 @@ def _text(value: Any) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "&mdash;"
     if isinstance(value, dt.datetime):
-        return _esc(value.strftime("%Y-%m-%d %H:%M %Z").strip())
+        return charts.esc(value.strftime("%Y-%m-%d %H:%M %Z").strip())
     if isinstance(value, dt.date):
-        return _esc(value.isoformat())
+        return charts.esc(value.isoformat())
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, float | np.floating):
-        return _esc(f"{value:,.2f}")
+        return charts.esc(f"{value:,.2f}")
     if isinstance(value, int | np.integer):
-        return _esc(f"{value:,}")
-    return _esc(value)
+        return charts.esc(f"{value:,}")
+    return charts.esc(value)
 
 
 def _number(value: Any, decimals: int = 1, suffix: str = "") -> Markup:
     """A number with thousands separators and ``decimals`` places; missing as a dash."""
     if value is None or pd.isna(value):
         return Markup("&mdash;")
-    return Markup(_esc(f"{float(value):,.{decimals}f}{suffix}"))
+    return Markup(charts.esc(f"{float(value):,.{decimals}f}{suffix}"))
 
 
 def _share(value: Any, decimals: int = 0) -> Markup:
     """A 0-1 share as a percentage."""
     if value is None or pd.isna(value):
         return Markup("&mdash;")
-    return Markup(_esc(f"{100 * float(value):.{decimals}f}%"))
+    return Markup(charts.esc(f"{100 * float(value):.{decimals}f}%"))
 
 
 def _count(value: Any) -> int | None:
@@ -133,7 +128,7 @@ def _count(value: Any) -> int | None:
 
 def acceptance_text(rate: Any, offers: Any) -> Markup:
     """``0.31 (412 offers)``; ``0.35 prior (no offers)`` for the prior alone; a dash if unknown."""
-    shown = _text(None) if rate is None or pd.isna(rate) else _esc(f"{float(rate):.2f}")
+    shown = _text(None) if rate is None or pd.isna(rate) else charts.esc(f"{float(rate):.2f}")
     counted = _count(offers)
     if counted is None:
         return Markup(f"{shown} (&mdash;)")
@@ -151,8 +146,8 @@ def attrition_text(rate: Any, nurse_years: Any, separations: Any) -> Markup:
         return Markup(f"{shown} (&mdash;)")
     if years == 0 and not left:
         return Markup(f"{shown} prior (no history)")
-    years_text = "&mdash;" if years is None else _esc(f"{years:,.1f}")
-    left_text = "&mdash;" if left is None else _esc(f"{left:,}")
+    years_text = "&mdash;" if years is None else charts.esc(f"{years:,.1f}")
+    left_text = "&mdash;" if left is None else charts.esc(f"{left:,}")
     return Markup(f"{shown} ({years_text} nurse-years, {left_text} left)")
 
 
@@ -162,7 +157,7 @@ def _cell(value: Any, right: bool, extra_class: str = "") -> str:
         and not isinstance(value, bool | np.bool_)
     )
     classes = " ".join(name for name in ("num" if numeric else "", extra_class) if name)
-    attribute = f' class="{_esc(classes)}"' if classes else ""
+    attribute = f' class="{charts.esc(classes)}"' if classes else ""
     return f"<td{attribute}>{_text(value)}</td>"
 
 
@@ -181,11 +176,11 @@ def _table(
     ``right`` lists columns to right-align although they hold Markup (formatted numbers);
     ``wrap`` lists columns of long text that may wrap (cells stay on one line otherwise).
     """
-    head = "".join(f"<th>{_esc(header)}</th>" for header in headers)
+    head = "".join(f"<th>{charts.esc(header)}</th>" for header in headers)
     body = []
     for index, row in enumerate(rows):
         css = row_classes[index] if row_classes else ""
-        attribute = f' class="{_esc(css)}"' if css else ""
+        attribute = f' class="{charts.esc(css)}"' if css else ""
         cells = [
             _cell(
                 value,
@@ -202,7 +197,7 @@ def _table(
             for column, value in enumerate(row)
         ]
         body.append(f"<tr{attribute}>{''.join(cells)}</tr>")
-    id_attribute = f' id="{_esc(table_id)}"' if table_id else ""
+    id_attribute = f' id="{charts.esc(table_id)}"' if table_id else ""
     return (
         f'<div class="scroll"><table{id_attribute}><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
@@ -215,7 +210,7 @@ def _note(text: str) -> str:
 
 
 def _section(section_id: str, title: str, body: str) -> str:
-    return f'<section id="{section_id}"><h2>{_esc(title)}</h2>{body}</section>'
+    return f'<section id="{section_id}"><h2>{charts.esc(title)}</h2>{body}</section>'
 
 
 def _rows(connection: Connection, statement: Select[Any]) -> pd.DataFrame:
@@ -290,7 +285,7 @@ def _hiring_section(connection: Connection, run_id: str) -> str:
             lead = (
                 f"<strong>{int(needing['hires_needed'].sum()):,} nurses to hire</strong> across "
                 f"{len(needing)} of {len(base)} region·role pools; the earliest recruit-by date "
-                f"is <strong>{_esc(min(needing['recruit_by']).isoformat())}</strong>."
+                f"is <strong>{charts.esc(min(needing['recruit_by']).isoformat())}</strong>."
             )
             if late:
                 lead += f' <span class="late">{late} already late.</span>'
@@ -486,7 +481,7 @@ def _pool_section(connection: Connection, run_id: str) -> str:
     for role, role_pool in pool.groupby("role", sort=True):
         svg, legend = charts.weekly_pool_chart(str(role), role_pool, weeks)
         parts.append(
-            f"<h3>{_esc(role)}</h3>"
+            f"<h3>{charts.esc(role)}</h3>"
             f'<div class="legend">{legend}</div><figure class="pool-chart">{svg}</figure>'
         )
     series = sorted(set(zip(pool["region"], pool["role"], strict=True)))
@@ -638,7 +633,7 @@ def _facility_section(connection: Connection, run: dict[str, Any], max_charts: i
             f"{len(totals):,} facility·role series by forecast demand; "
             f"<strong>{len(left_out):,} were left out</strong> to keep this file small. Their "
             "daily forecasts are in the <code>demand_forecast</code> table of the reporting "
-            f"database (run <code>{_esc(run_id)}</code>), and the table at the end of this "
+            f"database (run <code>{charts.esc(run_id)}</code>), and the table at the end of this "
             "section lists each with its average forecast.</p>"
         )
     if len(shown):
@@ -667,7 +662,7 @@ def _facility_section(connection: Connection, run: dict[str, Any], max_charts: i
                 if (facility, role) in forecast_groups
             ]
             parts.append(
-                f"<h3>{_esc(role)} ({len(figures):,} facilities)</h3>"
+                f"<h3>{charts.esc(role)} ({len(figures):,} facilities)</h3>"
                 f'<div class="charts">{"".join(figures)}</div>'
             )
     if len(left_out):
