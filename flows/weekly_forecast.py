@@ -67,7 +67,7 @@ from models.staffing import StaffingParams
 from reports import publish as publishing
 from reports.html_report import write_report
 from reports.schema import create_schema, reporting_engine
-from reports.targets_csv import TARGET_COLUMNS, write_targets_csv
+from reports.targets_csv import TARGET_COLUMNS, targets_csv_path, write_targets_csv
 from staffcast import __version__
 from staffcast.errors import (
     ReportingUnavailable,
@@ -552,16 +552,8 @@ def weekly_forecast(
         publishing.mark_failed(engine, run_id, str(exc))
         raise
     settings.report_dir.mkdir(parents=True, exist_ok=True)
-    report = stages.run(
-        "report",
-        write_report,
-        engine,
-        settings.report_dir / f"staffcast-{as_of}.html",
-        run_id,
-    )
-    targets_csv = write_targets_csv(
-        engine, settings.report_dir / f"staffcast-{as_of}-hiring-targets.csv", run_id
-    )
+    report = stages.run("report", write_report, engine, settings.report_path(as_of), run_id)
+    targets_csv = write_targets_csv(engine, targets_csv_path(report), run_id)
     engine.dispose()
     summary = RunSummary(
         run_id,

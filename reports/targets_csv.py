@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select
 from reports.html_report import BASE_SCENARIO, published_run, write_atomically
 from reports.schema import table
 
-__all__ = ["TARGET_COLUMNS", "write_targets_csv"]
+__all__ = ["TARGET_COLUMNS", "targets_csv_path", "write_targets_csv"]
 
 #: The CSV header, in order: recruiting_target columns (``late`` as ``yes``/``no``).
 TARGET_COLUMNS: tuple[str, ...] = (
@@ -61,6 +61,11 @@ def spreadsheet_safe(value: Any) -> str:
         return str(value)
     text = str(value)
     return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
+def targets_csv_path(report_path: Path) -> Path:
+    """Where the CSV of a report goes: beside it, ``<report stem>-hiring-targets.csv``."""
+    return report_path.with_name(f"{report_path.stem}-hiring-targets.csv")
 
 
 def write_targets_csv(engine: Engine, path: Path, run_id: str | None = None) -> Path:

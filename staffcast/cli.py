@@ -22,6 +22,7 @@ from staffcast.errors import SourceUnavailable, StaffcastError, ValidationFailed
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.exc import DBAPIError
 
     from staffcast.settings import Settings
     from staffcast.source import SourceExtract
@@ -360,6 +361,13 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database_error(what: str, exc: DBAPIError, advice: str) -> StaffcastError:
+    """One paragraph for a database that refused: what failed, the driver's first line, advice."""
+    return StaffcastError(
+        f"{what} ({type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}). {advice}"
+    )
+
+
 def _report(args: argparse.Namespace) -> int:
     """``staffcast report``: the HTML report and the targets CSV of a published run."""
     from sqlalchemy import make_url
@@ -367,7 +375,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from reports.html_report import published_run, write_report
     from reports.schema import SCHEMA_REVISION, reporting_engine, schema_revision
-    from reports.targets_csv import write_targets_csv
+    from reports.targets_csv import targets_csv_path, write_targets_csv
     from staffcast.settings import Settings
     from staffcast.source import redact_url
 
@@ -398,16 +406,16 @@ def _report(args: argparse.Namespace) -> int:
             run = published_run(engine, args.run_id)
         except ValueError as exc:
             raise StaffcastError(f"staffcast report: {exc}") from exc
-        html_path = args.output or settings.report_dir / f"staffcast-{run['as_of']}.html"
-        csv_path = html_path.with_name(f"{html_path.stem}-hiring-targets.csv")
+        html_path = args.output or settings.report_path(run["as_of"])
+        csv_path = targets_csv_path(html_path)
         started = time.perf_counter()
         write_report(engine, html_path, run["run_id"])
         write_targets_csv(engine, csv_path, run["run_id"])
     except (OperationalError, ProgrammingError) as exc:
-        raise StaffcastError(
-            f"Could not read the reporting database at {redact_url(url)} "
-            f"({type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}). Check the "
-            "URL and that the server is running; no report was written."
+        raise _database_error(
+            f"Could not read the reporting database at {redact_url(url)}",
+            exc,
+            "Check the URL and that the server is running; no report was written.",
         ) from exc
     finally:
         engine.dispose()
@@ -434,11 +442,11 @@ def _db(args: argparse.Namespace) -> int:
             return _db_upgrade(engine, redact_url(url))
         return _db_grant_reader(engine, args.role)
     except (OperationalError, ProgrammingError) as exc:
-        raise StaffcastError(
-            f"The reporting database at {redact_url(url)} refused the command "
-            f"({type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}). Check the "
-            "URL, that the server is running, and that you connect as the owner of the "
-            "reporting tables; nothing was changed."
+        raise _database_error(
+            f"The reporting database at {redact_url(url)} refused the command",
+            exc,
+            "Check the URL, that the server is running, and that you connect as the owner of "
+            "the reporting tables; nothing was changed.",
         ) from exc
     finally:
         engine.dispose()

@@ -7,6 +7,7 @@ Every field can be set from the environment with the prefix ``STAFFCAST_`` (for 
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -326,6 +327,10 @@ class Settings(BaseSettings):
     def report_dir(self) -> Path:
         """Folder where HTML reports are written."""
         return self.home / "reports"
+
+    def report_path(self, as_of: date) -> Path:
+        """The HTML report of the run for ``as_of`` (its CSV goes beside it)."""
+        return self.report_dir / f"staffcast-{as_of}.html"
 
     @property
     def prefect_home(self) -> Path:
