@@ -24,12 +24,43 @@ row in the extract, so quarantined rows can be traced back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """How one source table's values are read: the agency's own codes and formats.
+
+    Built from the source mapping (``staffcast.mapping``); the defaults read staffcast's own
+    codes. Keys of ``values`` and ``exclude`` are source values compared after stripping,
+    collapsing internal blanks and case-folding (``' registered  nurse '`` matches
+    ``Registered Nurse``).
+
+    - ``values``: column -> {source value: staffcast value}, e.g. ``{"role": {"Registered
+      Nurse": "RN", "RN-ICU": "RN"}, "status": {"F": "filled"}}``; applied before the
+      built-in aliases (:data:`ROLE_ALIASES`, :data:`STATUS_ALIASES`).
+    - ``exclude``: column -> source values whose rows are out of scope (a CNA shift): such a
+      row is marked ``_excluded`` = True by the parse functions, and validation counts it as
+      excluded (neither used nor quarantined).
+    - ``formats``: column -> ``strftime`` formats tried, in order, after ISO 8601 for values
+      ISO 8601 does not read (``"%m/%d/%Y %I:%M %p"`` for US exports). A form that no listed
+      format reads is never guessed: the value stays unparsed and its row is quarantined.
+    """
+
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    exclude: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    formats: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+DEFAULT_OPTIONS = ParseOptions()
 
 _ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
 _ZONED_FORMAT = "%Y-%m-%dT%H:%M:%S%z"

@@ -11,7 +11,7 @@ The query functions take an open SQLAlchemy connection; they never create engine
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -21,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from data_contracts.parsing import ParseOptions
 from staffcast.errors import SourceUnavailable, ValidationFailed
 
 SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -94,11 +95,20 @@ def table_chunks(table: RawTable) -> Iterator[pd.DataFrame]:
 @dataclass(frozen=True)
 class SourceExtract:
     """The raw rows of each source table that existed before ``as_of``, as read (or as they
-    will be read, for streamed tables)."""
+    will be read, for streamed tables).
+
+    Columns carry staffcast's names (the mapping already applied) and either text or the
+    source's native types (timestamps, dates, booleans, numbers). ``options`` holds, per table,
+    how its values are read (value maps, excluded values, timestamp formats); a table without
+    an entry uses :data:`data_contracts.parsing.DEFAULT_OPTIONS`. ``described`` is the mapping
+    in use, in words, for ``staffcast validate`` (empty without a mapping).
+    """
 
     as_of: date
     as_of_utc: pd.Timestamp
     tables: dict[str, RawTable]
+    options: dict[str, ParseOptions] = field(default_factory=dict)
+    described: str = ""
 
     def rows(self) -> dict[str, int]:
         """Rows read per table, for the tables already in memory (streamed ones are counted by
