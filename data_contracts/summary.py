@@ -22,6 +22,8 @@ import pandas as pd
 __all__ = [
     "SUMMARY_COLUMNS",
     "format_summary",
+    "impact_markdown",
+    "impact_text",
     "markdown_summary",
     "stop_outcome",
     "summary_frame",
@@ -132,13 +134,13 @@ def format_summary(
     """
     outcomes = list(outcomes)
     broken = _broken(outcomes, stopped, quarantine)
-    lines = ["Rows per table (extracted / used / quarantined):"]
+    lines = ["Rows per table (extracted = used + quarantined + excluded):"]
     if counts:
         width = max(len(t) for t in counts)
         for table, c in counts.items():
             lines.append(
-                f"  {table:<{width}}  {c.get('extracted', 0):>10,} / {c.get('used', 0):>10,} / "
-                f"{c.get('quarantined', 0):>8,}"
+                f"  {table:<{width}}  {c.get('extracted', 0):>10,} = {c.get('used', 0):>10,} + "
+                f"{c.get('quarantined', 0):>8,} + {c.get('excluded', 0):>8,}"
             )
     else:
         lines.append("  (none counted: the run stopped before its tables were counted)")
@@ -191,11 +193,14 @@ def markdown_summary(
     broken = _broken(outcomes, stopped, quarantine)
     lines = ["# Data quality", "", "## Rows per table", ""]
     if counts:
-        lines += ["| table | extracted | used | quarantined |", "|---|---:|---:|---:|"]
+        lines += [
+            "| table | extracted | used | quarantined | excluded |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for table, c in counts.items():
             lines.append(
                 f"| {_cell(table)} | {c.get('extracted', 0)} | {c.get('used', 0)} | "
-                f"{c.get('quarantined', 0)} |"
+                f"{c.get('quarantined', 0)} | {c.get('excluded', 0)} |"
             )
     else:
         lines.append("None counted: the run stopped before its tables were counted.")
@@ -217,4 +222,82 @@ def markdown_summary(
                     f"{_cell(rule.example)} |"
                 )
     lines += ["", f"**Result: STOPPED** — {_cell(stopped)}" if stopped else "**Result: usable**"]
+    return "\n".join(lines)
+
+
+def impact_text(impact: pd.DataFrame | None, excluded: pd.DataFrame | None = None) -> str:
+    """Plain text: rows set aside as out of scope, and the recent demand lost to quarantined
+    rows per region and role (with the warnings of :func:`data_contracts.impact.loss_warnings`).
+    """
+    from data_contracts.impact import loss_warnings, region_shares
+
+    lines = []
+    if excluded is not None and len(excluded):
+        lines.append("Excluded as out of scope by the mapping (not quarantined, not used):")
+        for row in excluded.itertuples(index=False):
+            what = f"{row.column} = {row.value}" if row.column else "mapped exclusion"
+            lines.append(f"  {row.source_table}: {what}: {int(row.rows):,} rows")
+    else:
+        lines.append("Excluded as out of scope: none.")
+    lines.append("")
+    if impact is None or impact.empty:
+        lines.append("Demand lost to quarantined rows: none.")
+        return "\n".join(lines)
+    window = int(impact["window_days"].iloc[0])
+    shares = region_shares(impact)
+    if shares.empty:
+        lines.append("Demand lost to quarantined rows: none.")
+    else:
+        lines.append(
+            f"Demand lost to quarantined rows, last {window} days before as_of "
+            "(region, role: shifts lost of lost + used, share; put back, all dates):"
+        )
+        for row in shares.itertuples(index=False):
+            lines.append(
+                f"  {row.region}, {row.role}: {row.lost:,.0f} of {row.lost + row.used:,.0f} "
+                f"shifts, {row.share:.1%}; {row.imputed:,} put back"
+            )
+    excluded_demand = impact[impact["source"] == "excluded"]
+    if len(excluded_demand):
+        by_role = excluded_demand.groupby("role")["recent_shifts_lost"].sum()
+        lines.append(
+            f"Excluded requests in the last {window} days: "
+            + ", ".join(f"{role} {shifts:,.0f} shifts" for role, shifts in by_role.items())
+            + " (out of scope: not forecast)."
+        )
+    warnings = loss_warnings(impact)
+    if warnings:
+        lines += ["", "Warning:"] + [f"  {w}" for w in warnings]
+    return "\n".join(lines)
+
+
+def impact_markdown(impact: pd.DataFrame | None, excluded: pd.DataFrame | None = None) -> str:
+    """The same content as :func:`impact_text`, as markdown (Prefect data-quality artifact)."""
+    from data_contracts.impact import loss_warnings, region_shares
+
+    lines = ["## What bad and excluded rows cost", ""]
+    if excluded is not None and len(excluded):
+        lines += ["| table | column | value | rows excluded |", "|---|---|---|---:|"]
+        for row in excluded.itertuples(index=False):
+            lines.append(
+                f"| {_cell(row.source_table)} | {_cell(row.column)} | {_cell(row.value)} | "
+                f"{int(row.rows)} |"
+            )
+        lines.append("")
+    if impact is None or impact.empty or region_shares(impact).empty:
+        lines.append("No demand lost to quarantined rows.")
+        return "\n".join(lines)
+    window = int(impact["window_days"].iloc[0])
+    warnings = loss_warnings(impact)
+    if warnings:
+        lines += [f"**Warning:** {_cell(w)}" for w in warnings] + [""]
+    lines += [
+        f"| region | role | shifts lost (last {window} days) | shifts used | share | put back |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in region_shares(impact).itertuples(index=False):
+        lines.append(
+            f"| {_cell(row.region)} | {_cell(row.role)} | {row.lost:.0f} | {row.used:.0f} | "
+            f"{row.share:.1%} | {row.imputed} |"
+        )
     return "\n".join(lines)

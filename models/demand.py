@@ -51,6 +51,7 @@ def daily_demand(
     as_of_utc: pd.Timestamp,
     history_days: int,
     late_cancellation_hours: float,
+    imputed: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(history, booked): daily demand before ``as_of`` and requests already made for later days.
 
@@ -58,10 +59,17 @@ def daily_demand(
     as_of - history_days, the facility's active_from, and its first request) to the day before
     as_of, or to the facility's last active day if it closed; days without requests are 0.
     Booked has ``series_id, facility_id, role, date, booked`` (shifts) for dates >= as_of.
+
+    ``imputed`` (``facility_id, role, date, shift_hours``: one row per request, ``date`` its
+    local shift date) are requests known to be missing from ``requests`` (quarantined rows whose
+    facility and date are known, see :mod:`data_contracts.impact`); each counts as one whole
+    request on its date, so the history keeps the level the facility really had.
     """
     fac = facilities.set_index("facility_id")
     frame = requests.assign(timezone=requests["facility_id"].map(fac["timezone"]))
     counted = counted_requests(frame, as_of_utc, late_cancellation_hours)
+    if imputed is not None and len(imputed):
+        counted = _with_imputed(counted, imputed[imputed["facility_id"].isin(fac.index)])
     counted = counted.assign(series_id=series_id(counted["facility_id"], counted["role"]))
     start = pd.Timestamp(as_of - timedelta(days=history_days))
     first_forecast_day = pd.Timestamp(as_of)
@@ -84,6 +92,23 @@ def daily_demand(
     return history, booked
 
 
+def _with_imputed(counted: pd.DataFrame, imputed: pd.DataFrame) -> pd.DataFrame:
+    """Counted requests plus imputed ones (keys kept as categories: millions of rows)."""
+    columns = ["facility_id", "role", "shift_hours", "date"]
+    extra = imputed[columns].astype({"date": "datetime64[ns]", "shift_hours": float})
+    base = counted[columns]
+    for key in ("facility_id", "role"):
+        values = pd.Index(base[key].astype("category").cat.categories.astype(str))
+        dtype = pd.CategoricalDtype(values.union(pd.Index(extra[key].astype(str).unique())))
+        base = (
+            base.assign(**{key: base[key].astype(str).astype(dtype)})
+            if not isinstance(base[key].dtype, pd.CategoricalDtype)
+            else base.assign(**{key: base[key].cat.set_categories(dtype.categories)})
+        )
+        extra = extra.assign(**{key: extra[key].astype(str).astype(dtype)})
+    return pd.concat([base, extra], ignore_index=True)
+
+
 def _complete_days(
     totals: pd.DataFrame, fac: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
 ) -> pd.DataFrame:
@@ -97,8 +122,14 @@ def _complete_days(
         last_request=("date", "max"),
     )
     last_day = end - pd.Timedelta(days=1)
-    active_from = spans["facility_id"].map(fac["active_from"]).fillna(spans["first_request"])
-    active_to = spans["facility_id"].map(fac["active_to"]).fillna(last_day)
+    # Plain text ids: mapping a categorical maps its categories, and an all-missing result
+    # then comes back as objects instead of dates.
+    facility = spans["facility_id"].astype(str)
+    fac = fac.set_axis(fac.index.astype(str))
+    active_from = facility.map(fac["active_from"]).astype("datetime64[ns]")
+    active_to = facility.map(fac["active_to"]).astype("datetime64[ns]")
+    active_from = active_from.fillna(spans["first_request"])
+    active_to = active_to.fillna(last_day)
     # Days the facility was active inside the window are real zeros; requests outside its
     # active dates are kept (the data beats the metadata), so the span stretches to cover them.
     spans["first"] = np.minimum(active_from.clip(lower=start), spans["first_request"])
@@ -110,7 +141,7 @@ def _complete_days(
     grid = pd.DataFrame({"series_id": ids, "date": dates.astype("datetime64[ns]")})
     grid["facility_id"] = grid["series_id"].map(spans["facility_id"])
     grid["role"] = grid["series_id"].map(spans["role"])
-    grid["region"] = grid["facility_id"].map(fac["region"])
+    grid["region"] = grid["facility_id"].astype(str).map(fac["region"])
     full = grid.merge(
         totals[["series_id", "date", "demand", "hours"]], how="left", on=["series_id", "date"]
     )

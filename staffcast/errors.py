@@ -29,8 +29,9 @@ class ValidationFailed(StaffcastError):
     """A batch-level data contract failed; nothing was published.
 
     ``outcomes`` holds the rule outcomes evaluated before the stop (``RuleOutcome`` objects of
-    data_contracts.validate) and ``counts`` the rows per table seen so far, so a summary can
-    still be shown and stored.
+    data_contracts.validate), ``counts`` the rows per table seen so far, and ``impact`` the
+    demand lost to bad rows when it was measured (a frame of data_contracts.impact), so a
+    summary can still be shown and stored.
     """
 
     def __init__(
@@ -38,10 +39,12 @@ class ValidationFailed(StaffcastError):
         message: str,
         outcomes: list[Any] | None = None,
         counts: dict[str, dict[str, int]] | None = None,
+        impact: Any = None,
     ) -> None:
         super().__init__(message)
         self.outcomes = outcomes or []
         self.counts = counts or {}
+        self.impact = impact
 
 
 class ReportingUnavailable(StaffcastError):

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
             "SQLAlchemy URL of the reporting database. Default: reporting.db (SQLite) in `home`."
         ),
     )
+    source_mapping: Path | None = Field(
+        None,
+        description=(
+            "YAML file mapping the agency's own tables, columns (or SQL expressions), value "
+            "codes, out-of-scope roles and timestamp formats to staffcast's source contract "
+            "(docs/source-contract.md). Unset: the source uses staffcast's own names."
+        ),
+    )
     source_retries: int = Field(
         2, ge=0, le=10, description="Extra tries when the operational database does not answer."
     )
@@ -168,6 +176,31 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Share (0-1) of shift_requests rows in quarantine above which a run stops.",
+    )
+    max_region_loss_share: float = Field(
+        0.10,
+        ge=0,
+        le=1,
+        description=(
+            "Share (0-1) of one region and role's recent demand (impact_window_days) lost to "
+            "quarantined requests above which a run stops: its plan would be short by about "
+            "that much, however small the agency-wide share."
+        ),
+    )
+    impact_window_days: int = Field(
+        28,
+        ge=7,
+        description=(
+            "Days before as_of over which the demand lost to quarantined and excluded rows is "
+            "measured (the recent weeks that set each forecast's level)."
+        ),
+    )
+    impute_lost_demand: bool = Field(
+        True,
+        description=(
+            "Put quarantined requests whose facility and date are known back into the demand "
+            "history as whole requests, so a few broken rows do not shrink the forecast."
+        ),
     )
     recent_days_required: int = Field(
         14,
