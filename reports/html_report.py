@@ -10,8 +10,13 @@ offline. Sections, most actionable first:
 4. per-facility demand charts: 26 weeks of history, the forecast with its 80% and 95% bands
    and the same period last year (capped at ``max_facility_charts``, busiest first; the report
    says how many were left out and lists them);
-5. data quality: rows used and quarantined, failed data-contract rules;
+5. data quality: rows used, quarantined and excluded, the demand the quarantined and excluded
+   rows would have carried per region and role, failed data-contract rules;
 6. forecast accuracy of the backtests behind the chosen models.
+
+Above them, a warning banner (a ``div`` with ``role="alert"``, before the first heading) names
+every region and role that lost more than :data:`LOSS_WARNING_SHARE` of its recent demand to
+quarantined rows, worst first, with what was put back and what may be missing from the plan.
 
 Every value from the database is HTML-escaped, in tables and inside SVG text, titles and
 attributes: region names, facility ids and holiday names are free text. Data are read with a
@@ -37,8 +42,10 @@ from reports.schema import table
 
 __all__ = [
     "BASE_SCENARIO",
+    "LOSS_WARNING_SHARE",
     "MAX_FACILITY_CHARTS",
     "published_run",
+    "region_losses",
     "write_atomically",
     "write_report",
 ]
@@ -46,6 +53,9 @@ __all__ = [
 BASE_SCENARIO = "base"
 #: Facility demand charts drawn at most, busiest series (facility and role) first.
 MAX_FACILITY_CHARTS = 120
+#: A region and role losing more than this share (0-1) of its recent demand to quarantined
+#: rows gets a line in the warning banner at the top of the report.
+LOSS_WARNING_SHARE = 0.01
 
 _CSS = (
     """
@@ -65,6 +75,13 @@ td.wrap { white-space: normal; min-width: 12rem; }
 th { background: #f0f4f8; text-align: left; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.hire td { background: #fff3c4; }
+tr.loss td { background: #fde8e8; }
+div.alert { border: 1px solid #f5a3a3; border-left: 6px solid #b91c1c; background: #fef2f2;
+            color: #7f1d1d; padding: 0.6rem 1rem; margin: 1rem 0; max-width: 60rem; }
+div.alert p { margin: 0.3rem 0; }
+div.alert ul { margin: 0.3rem 0; padding-left: 1.2rem; }
+div.alert li { margin: 0.25rem 0; }
+div.alert a { color: #7f1d1d; }
 td.beyond { color: #7b8794; font-style: italic; }
 .late { color: #b91c1c; font-weight: 600; }
 .scroll { overflow-x: auto; }
@@ -687,10 +704,276 @@ def _facility_section(connection: Connection, run: dict[str, Any], max_charts: i
     return _section("facilities", title, "".join(parts))
 
 
+# --- demand lost to data problems (banner and data quality) --------------------------------------
+
+_IMPACT_COLUMNS = (
+    "source",
+    "region",
+    "role",
+    "facility_id",
+    "rows",
+    "recent_shifts_lost",
+    "recent_hours_lost",
+    "recent_shifts_used",
+    "imputed_shifts",
+    "window_days",
+)
+
+
+def _impact_rows(connection: Connection, run_id: str) -> pd.DataFrame:
+    """The run's ``data_quality_impact`` rows (none for runs published before it existed)."""
+    impact = table("data_quality_impact")
+    frame = _rows(
+        connection,
+        select(*(impact.c[name] for name in _IMPACT_COLUMNS)).where(impact.c.run_id == run_id),
+    )
+    for name in ("rows", "recent_shifts_used", "imputed_shifts", "window_days"):
+        frame[name] = pd.to_numeric(frame[name]).astype("int64")
+    for name in ("recent_shifts_lost", "recent_hours_lost"):
+        frame[name] = pd.to_numeric(frame[name]).astype("float64")
+    return frame
+
+
+def region_losses(impact: pd.DataFrame, source: str = "quarantined") -> pd.DataFrame:
+    """Per region and role, the demand lost to the ``source`` rows of ``impact``, worst first.
+
+    ``impact`` has the columns of ``data_quality_impact`` (one row per facility). Columns:
+    ``region``, ``role``, ``facilities`` (with lost rows), ``rows`` (all dates), ``lost`` and
+    ``hours`` (recent shifts and hours lost), ``used`` (recent shifts used), ``imputed``
+    (shifts put back, all dates), ``put_back`` (estimated recent shifts put back: per facility
+    the smaller of its recent loss and its shifts put back, since a facility whose requests
+    can be placed has its recent ones placed), ``missing`` (``lost - put_back``), ``share``
+    (``lost / (used + lost)``, 0-1), ``missing_share`` (``missing / (used + lost)``) and
+    ``window_days``.
+    """
+    columns = [
+        "region",
+        "role",
+        "facilities",
+        "rows",
+        "lost",
+        "hours",
+        "used",
+        "imputed",
+        "put_back",
+        "missing",
+        "share",
+        "missing_share",
+        "window_days",
+    ]
+    rows = impact[impact["source"] == source]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows = rows.assign(
+        put_back=np.minimum(
+            rows["recent_shifts_lost"].to_numpy(dtype=float),
+            rows["imputed_shifts"].to_numpy(dtype=float),
+        ),
+        affected=(rows["rows"] > 0).astype(int),
+    )
+    grouped = (
+        rows.groupby(["region", "role"], sort=False)
+        .agg(
+            facilities=("affected", "sum"),
+            rows=("rows", "sum"),
+            lost=("recent_shifts_lost", "sum"),
+            hours=("recent_hours_lost", "sum"),
+            used=("recent_shifts_used", "sum"),
+            imputed=("imputed_shifts", "sum"),
+            put_back=("put_back", "sum"),
+            window_days=("window_days", "max"),
+        )
+        .reset_index()
+    )
+    total = (grouped["used"] + grouped["lost"]).to_numpy(dtype=float)
+    safe = np.where(total > 0, total, 1.0)
+    grouped["missing"] = (grouped["lost"] - grouped["put_back"]).clip(lower=0.0)
+    grouped["share"] = np.where(total > 0, grouped["lost"] / safe, 0.0)
+    grouped["missing_share"] = np.where(total > 0, grouped["missing"] / safe, 0.0)
+    return grouped.sort_values(
+        ["share", "lost", "region", "role"], ascending=[False, False, True, True], kind="stable"
+    ).reset_index(drop=True)[columns]
+
+
+def _shifts(value: float, decimals: int) -> str:
+    """``143 shifts``, ``1 shift``, ``0.4 shifts``: a count of shifts as the banner says it."""
+    shown = f"{value:,.{decimals}f}"
+    return f"{shown} shift" if shown == "1" else f"{shown} shifts"
+
+
+def _loss_sentence(record: Any) -> str:
+    """The banner's line for one region and role (escaped HTML), short sentences."""
+    name = charts.esc(f"{record.region} {record.role}")
+    lost = float(record.lost)
+    decimals = 0 if lost >= 10 else 1
+    lost_shown = round(lost, decimals)
+    put_back = min(round(float(record.put_back), decimals), lost_shown)
+    missing = round(lost_shown - put_back, decimals)
+    window = int(record.window_days)
+    understated = float(record.missing_share)
+    by = "less than 0.1%" if understated < 0.0005 else f"about {understated:.1%}"
+    parts = [
+        f"<strong>{name}</strong>: {float(record.share):.1%} of the last {window:,} days' "
+        f"requests ({_shifts(lost_shown, decimals)}) are in quarantine."
+    ]
+    if missing <= 0:
+        parts.append(
+            "All of them were put back into the forecast history, where their date and "
+            "facility were known."
+        )
+    elif put_back <= 0:
+        parts.append(
+            "None of them could be put back into the forecast history: their facility, role or "
+            f"date is not known. So pools and hires for {name} may be understated by {by}."
+        )
+    else:
+        parts.append(
+            f"About {put_back:,.{decimals}f} of them were put back into the forecast history, "
+            "where their date and facility were known. The other "
+            f"{missing:,.{decimals}f} are not in the forecast, so pools and hires for {name} "
+            f"may be understated by {by}."
+        )
+    return " ".join(parts)
+
+
+def _loss_banner(impact: pd.DataFrame) -> str:
+    """The warning at the top of the page, or ``""`` when no region and role loses more than
+    :data:`LOSS_WARNING_SHARE` of its recent demand to quarantined rows."""
+    losses = region_losses(impact, "quarantined")
+    affected = losses[losses["share"] > LOSS_WARNING_SHARE]
+    if affected.empty:
+        return ""
+    lines = "".join(f"<li>{_loss_sentence(record)}</li>" for record in affected.itertuples())
+    return (
+        '<div class="alert" role="alert" id="data-loss">'
+        "<p><strong>Data problems hide demand.</strong></p>"
+        f"<ul>{lines}</ul>"
+        '<p>Fix the rows listed under <a href="#quality">Data quality</a>.</p></div>'
+    )
+
+
+def _impact_tables(impact: pd.DataFrame, run: dict[str, Any]) -> str:
+    """The Data quality subsection on lost demand: quarantined and excluded separately."""
+    parts = ["<h3>Demand the set-aside rows would have carried</h3>"]
+    if impact.empty:
+        quarantined, excluded = run.get("rows_quarantined"), run.get("rows_excluded")
+        if quarantined == 0 and not excluded:
+            parts.append(_note("No rows were quarantined or excluded, so no demand was lost."))
+        else:
+            parts.append(
+                _note(
+                    "No demand impact was recorded for this run (runs published before "
+                    "staffcast measured it have none)."
+                )
+            )
+        return "".join(parts)
+    window = int(impact["window_days"].max())
+    parts.append(
+        _note(
+            f"Recent means the last {window:,} days before the forecast starts: the weeks that "
+            "set the level of every forecast. Shifts lost are the requests these rows would have "
+            "counted as (estimated where a date or the hours were unreadable); the share is "
+            "shifts lost out of shifts used plus lost, per region and role. Put back counts the "
+            "lost requests, of any date, that went back into the forecast history because "
+            "their date and facility were known."
+        )
+    )
+    headers = [
+        "Region",
+        "Role",
+        "Facilities",
+        "Rows (all dates)",
+        f"Shifts lost (last {window:,} days)",
+        f"Hours lost (last {window:,} days)",
+        f"Shifts used (last {window:,} days)",
+        "Share of recent demand lost",
+        "Put back (shifts, all dates)",
+    ]
+
+    def rows_of(losses: pd.DataFrame) -> list[list[Any]]:
+        return [
+            [
+                record.region,
+                record.role,
+                int(record.facilities),
+                int(record.rows),
+                _number(record.lost),
+                _number(record.hours),
+                int(record.used),
+                _share(record.share, 1),
+                int(record.imputed),
+            ]
+            for record in losses.itertuples(index=False)
+        ]
+
+    quarantined = region_losses(impact, "quarantined")
+    parts.append("<h3>Lost to quarantined rows</h3>")
+    if quarantined.empty:
+        parts.append(_note("No demand was lost to quarantined rows."))
+    else:
+        classes = ["loss" if share > LOSS_WARNING_SHARE else "" for share in quarantined["share"]]
+        parts.append(
+            _note(
+                f"Highlighted: more than {LOSS_WARNING_SHARE:.0%} of the recent demand lost "
+                "(the banner at the top of the report)."
+            )
+        )
+        parts.append(
+            _table(headers, rows_of(quarantined), classes, right={4, 5, 7}, table_id="impact")
+        )
+        facilities = impact[(impact["source"] == "quarantined") & (impact["rows"] > 0)]
+        facilities = facilities.sort_values(
+            ["recent_shifts_lost", "rows", "region", "role", "facility_id"],
+            ascending=[False, False, True, True, True],
+            kind="stable",
+        )
+        parts.append(
+            f"<details><summary>Per facility ({len(facilities):,})</summary>"
+            + _table(
+                [
+                    "Facility",
+                    "Region",
+                    "Role",
+                    "Rows (all dates)",
+                    f"Shifts lost (last {window:,} days)",
+                    f"Shifts used (last {window:,} days)",
+                    "Put back (shifts, all dates)",
+                ],
+                [
+                    [
+                        record.facility_id,
+                        record.region,
+                        record.role,
+                        int(record.rows),
+                        _number(record.recent_shifts_lost),
+                        int(record.recent_shifts_used),
+                        int(record.imputed_shifts),
+                    ]
+                    for record in facilities.itertuples(index=False)
+                ],
+                right={4},
+            )
+            + "</details>"
+        )
+    excluded = region_losses(impact, "excluded")
+    parts.append("<h3>In excluded rows (out of scope)</h3>")
+    if excluded.empty:
+        parts.append(_note("No rows were excluded."))
+    else:
+        parts.append(
+            _note(
+                "Rows the agency chose to leave out of the plan (for example roles it does not "
+                "staff). They are shown for information: never warned about, never put back."
+            )
+        )
+        parts.append(_table(headers, rows_of(excluded), right={4, 5, 7}, table_id="excluded"))
+    return "".join(parts)
+
+
 # --- 5. data quality ----------------------------------------------------------------------------
 
 
-def _quality_section(connection: Connection, run: dict[str, Any]) -> str:
+def _quality_section(connection: Connection, run: dict[str, Any], impact: pd.DataFrame) -> str:
     run_id = run["run_id"]
     quarantined = table("quarantined_row")
     by_rule = connection.execute(
@@ -716,13 +999,22 @@ def _quality_section(connection: Connection, run: dict[str, Any]) -> str:
     parts = [
         _note(
             "Shift requests read from the source system for this run, how many fed the "
-            "forecast, and how many were set aside (quarantined) because they broke a data rule. "
-            "Quarantined rows are kept in the <code>quarantined_row</code> table for follow-up."
+            "forecast, how many were set aside (quarantined) because they broke a data rule, "
+            "and how many were excluded as out of the agency's scope. Quarantined rows are kept "
+            "in the <code>quarantined_row</code> table for follow-up."
         ),
         _table(
-            ["Requests extracted (rows)", "Used (rows)", "Quarantined (rows)"],
-            [[run["rows_extracted"], run["rows_used"], run["rows_quarantined"]]],
+            ["Requests extracted (rows)", "Used (rows)", "Quarantined (rows)", "Excluded (rows)"],
+            [
+                [
+                    run["rows_extracted"],
+                    run["rows_used"],
+                    run["rows_quarantined"],
+                    run.get("rows_excluded"),
+                ]
+            ],
         ),
+        _impact_tables(impact, run),
         "<h3>Quarantined rows by rule</h3>",
         _table(["Source table", "Rule", "Rows quarantined"], by_rule)
         if by_rule
@@ -872,12 +1164,13 @@ def _render(connection: Connection, run: dict[str, Any], max_facility_charts: in
         f"code {_text(run['code_version'])} · horizon {_text(run['horizon_days'])} days · "
         "demand in shifts (requests), pools and hires in nurses"
     )
+    impact = _impact_rows(connection, run_id)
     sections = [
         _hiring_section(connection, run_id),
         _pool_section(connection, run_id),
         _holiday_section(connection, run_id),
         _facility_section(connection, run, max_facility_charts),
-        _quality_section(connection, run),
+        _quality_section(connection, run, impact),
         _accuracy_section(connection, run_id),
     ]
     return (
@@ -885,7 +1178,7 @@ def _render(connection: Connection, run: dict[str, Any], max_facility_charts: in
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         "<link rel='icon' href='data:,'>"
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{title}</h1><p class='meta'>{meta}</p>{_NAV}"
+        f"<h1>{title}</h1><p class='meta'>{meta}</p>{_loss_banner(impact)}{_NAV}"
         f"{''.join(sections)}</body></html>\n"
     )
 

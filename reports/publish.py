@@ -3,7 +3,8 @@
 A run's life in ``forecast_run``: :func:`start_run` inserts it as ``running`` (committed at once,
 so a killed run leaves a trace); :func:`publish_run` writes every result table and flips the
 run to ``published`` in one transaction; :func:`mark_failed` records why a run did not publish, and
-:func:`record_validation` keeps the validation summary of a run that a batch rule stopped.
+:func:`record_validation` keeps the validation summary (and the data-quality impact) of a run
+that a batch rule stopped.
 Until the flip, the ``current_*`` views keep showing the previous published run, and if the
 publishing transaction fails nothing of it is left behind.
 
@@ -58,20 +59,26 @@ MAX_ERROR_CHARS = 4000
 
 @dataclass(frozen=True)
 class RunCounts:
-    """shift_requests accounting for one run, in rows: extracted = used + quarantined."""
+    """shift_requests accounting for one run, in rows: extracted = used + quarantined + excluded.
+
+    ``rows_excluded`` are rows set aside as out of the agency's scope (e.g. a role it does not
+    staff); it defaults to 0, so ``RunCounts(extracted, used, quarantined)`` still works.
+    """
 
     rows_extracted: int
     rows_used: int
     rows_quarantined: int
+    rows_excluded: int = 0
 
     def __post_init__(self) -> None:
-        counts = (self.rows_extracted, self.rows_used, self.rows_quarantined)
+        counts = (self.rows_extracted, self.rows_used, self.rows_quarantined, self.rows_excluded)
         if min(counts) < 0:
             raise ValueError(f"row counts must be >= 0, got {self}")
-        if self.rows_extracted != self.rows_used + self.rows_quarantined:
+        accounted = self.rows_used + self.rows_quarantined + self.rows_excluded
+        if self.rows_extracted != accounted:
             raise ValueError(
                 f"accounting invariant broken: rows_extracted={self.rows_extracted} but "
-                f"rows_used + rows_quarantined = {self.rows_used + self.rows_quarantined}"
+                f"rows_used + rows_quarantined + rows_excluded = {accounted}"
             )
 
 
@@ -265,8 +272,13 @@ def _required_columns(target: Table) -> list[str]:
 
 
 def _prepare(name: str, frame: pd.DataFrame, run_id: str) -> _PreparedTable:
-    """Check ``frame`` against table ``name`` and turn it into per-column lists of Python values."""
+    """Check ``frame`` against table ``name`` and turn it into per-column lists of Python values.
+
+    A frame without rows and without columns (``pd.DataFrame()``) stands for no rows.
+    """
     target = table(name)
+    if frame.empty and len(frame.columns) == 0:
+        return _PreparedTable(target, [], [], 0)
     frame_columns = [str(column) for column in frame.columns]
     if len(set(frame_columns)) != len(frame_columns):
         duplicated = sorted({c for c in frame_columns if frame_columns.count(c) > 1})
@@ -413,15 +425,18 @@ def publish_run(
 
     ``tables`` maps child table names (:data:`reports.schema.CHILD_TABLES`) to frames whose
     columns are a subset of the table's columns that includes every NOT NULL one; ``run_id`` is
-    added when missing. Frames are checked before anything is written: an unknown table or
-    column, a missing required column, a missing value in a NOT NULL column or a fraction in an
-    integer column raises ``ValueError`` naming the table and column.
+    added when missing. A table left out, or given as ``pd.DataFrame()``, gets no rows (older
+    callers pass no ``data_quality_impact``). Frames are checked before anything is written: an
+    unknown table or column, a missing required column, a missing value in a NOT NULL column or
+    a fraction in an integer column raises ``ValueError`` naming the table and column.
 
     In the transaction: every other run with the same ``as_of`` is deleted (children first,
     so it works without foreign-key cascades too), the frames are inserted, and the run gets
-    ``status='published'``, ``finished_at`` and ``counts``. Any error rolls everything back:
-    the previously published run stays current and the failed run stays ``running`` until
-    :func:`mark_failed`.
+    ``status='published'``, ``finished_at`` and ``counts`` (``rows_excluded`` is written only
+    when it is not 0, the column's server default: so a caller without exclusions can still
+    publish into a database of revision 0002 or older, as the migration tests do). Any error
+    rolls everything back: the previously published run stays current and the failed run stays
+    ``running`` until :func:`mark_failed`.
     """
     unknown = sorted(set(tables) - set(CHILD_TABLES))
     if unknown:
@@ -466,17 +481,20 @@ def publish_run(
             for rows in item.chunks(INSERT_CHUNK_ROWS):
                 _insert_rows(connection, item.table, rows)
 
+        values: dict[str, Any] = {
+            "status": "published",
+            "finished_at": _now(),
+            "rows_extracted": counts.rows_extracted,
+            "rows_used": counts.rows_used,
+            "rows_quarantined": counts.rows_quarantined,
+            "error": None,
+        }
+        if counts.rows_excluded:  # else the column keeps its server default, 0
+            values["rows_excluded"] = counts.rows_excluded
         flipped = connection.execute(
             update(forecast_run)
             .where(forecast_run.c.run_id == run_id, forecast_run.c.status == "running")
-            .values(
-                status="published",
-                finished_at=_now(),
-                rows_extracted=counts.rows_extracted,
-                rows_used=counts.rows_used,
-                rows_quarantined=counts.rows_quarantined,
-                error=None,
-            )
+            .values(**values)
         )
         if flipped.rowcount != 1:
             raise RuntimeError(f"run {run_id!r} changed while publishing; nothing was published")
@@ -512,29 +530,48 @@ def mark_failed(engine: Engine, run_id: str, error: str) -> None:
         logger.warning("run %s not marked failed: it is gone or already published", run_id)
 
 
-def record_validation(engine: Engine, run_id: str, frame: pd.DataFrame) -> None:
+def record_validation(
+    engine: Engine, run_id: str, frame: pd.DataFrame, impact: pd.DataFrame | None = None
+) -> None:
     """Store the validation summary of a run that will not publish, in its own transaction.
 
     ``frame`` has the columns of ``validation_result`` (see
     :func:`data_contracts.summary.summary_frame`); rows already stored for ``run_id`` are
-    replaced. Published runs get their summary through :func:`publish_run` instead. The rows of
-    a run that never publishes stay out of ``current_validation_result`` and go when a later
-    run of the same as_of publishes.
+    replaced. ``impact``, when given, has the columns of ``data_quality_impact`` (the demand the
+    run's quarantined and excluded rows would have carried) and replaces that run's impact rows
+    too, so a stop caused by one region losing too much demand is explained in the database;
+    with ``impact=None`` stored impact rows are left alone. Published runs get both through
+    :func:`publish_run` instead. The rows of a run that never publishes stay out of the
+    ``current_*`` views and go when a later run of the same as_of publishes.
 
     Meant for error handlers, like :func:`mark_failed`: it never raises. A database error, or a
-    frame that does not fit the table, is logged instead of hiding the failure being recorded.
+    frame that does not fit its table, is logged instead of hiding the failure being recorded;
+    an impact frame that does not fit is logged and left out, the summary is still stored.
     """
-    target = table("validation_result")
     try:
-        prepared = _prepare("validation_result", frame, run_id)
+        prepared = [_prepare("validation_result", frame, run_id)]
+    except ValueError:
+        logger.exception("could not record the validation summary of run %s", run_id)
+        return
+    if impact is not None:
+        try:
+            prepared.append(_prepare("data_quality_impact", impact, run_id))
+        except ValueError:
+            logger.exception("could not record the data-quality impact of run %s", run_id)
+    try:
         with engine.begin() as connection:
-            connection.execute(delete(target).where(target.c.run_id == run_id))
-            for rows in prepared.chunks(INSERT_CHUNK_ROWS):
-                _insert_rows(connection, target, rows)
+            for item in prepared:
+                connection.execute(delete(item.table).where(item.table.c.run_id == run_id))
+                for rows in item.chunks(INSERT_CHUNK_ROWS):
+                    _insert_rows(connection, item.table, rows)
     except (SQLAlchemyError, ValueError):
         logger.exception("could not record the validation summary of run %s", run_id)
         return
-    logger.info("recorded %d validation rule result(s) for run %s", len(frame), run_id)
+    logger.info(
+        "recorded %s for run %s",
+        " and ".join(f"{item.n_rows} {item.table.name} row(s)" for item in prepared),
+        run_id,
+    )
 
 
 def latest_published_run(engine: Engine) -> dict[str, Any] | None:

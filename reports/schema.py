@@ -37,7 +37,9 @@ Beyond SPEC §6, ``validation_result`` (one row per run, source table and rule) 
 data-contract summary; a run stopped by a batch rule keeps its rows there without publishing.
 
 Beyond SPEC §6 too: ``demand_history`` (the demand behind each run's charts) and
-``hiring_plan`` (month by month, next to ``recruiting_target``).
+``hiring_plan`` (month by month, next to ``recruiting_target``); ``data_quality_impact`` (the
+demand that each run's quarantined and excluded shift_requests rows would have carried, kept
+like ``validation_result`` for a run a batch rule stopped); ``forecast_run.rows_excluded``.
 
 Primary keys are the "one row per" columns of SPEC §6. ``holiday_coverage`` also has ``date`` in
 its key: with a horizon longer than a year the same holiday name occurs twice.
@@ -106,6 +108,7 @@ __all__ = [
     "RecruitingTarget",
     "HolidayCoverage",
     "HiringPlan",
+    "DataQualityImpact",
     "SCHEMA_REVISION",
     "ReportingSchemaError",
     "SchemaChange",
@@ -199,7 +202,12 @@ class Base(DeclarativeBase):
 
 
 class ForecastRun(Base):
-    """One weekly (or backtest) run: its as_of date, parameters, status and row accounting."""
+    """One weekly (or backtest) run: its as_of date, parameters, status and row accounting.
+
+    Row accounting of shift_requests (rows): extracted = used + quarantined + excluded.
+    ``rows_excluded`` came with revision 0003 and is the last column for that reason: runs
+    published before it read 0.
+    """
 
     __tablename__ = "forecast_run"
     __table_args__ = (
@@ -222,6 +230,11 @@ class ForecastRun(Base):
     rows_used: Mapped[int | None]
     rows_quarantined: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
+    rows_excluded: Mapped[int] = mapped_column(
+        server_default=text("0"),
+        comment="shift_requests rows set aside as out of the agency's scope (e.g. a role it "
+        "does not staff)",
+    )
 
 
 class QuarantinedRow(Base):
@@ -448,6 +461,45 @@ class HiringPlan(Base):
     )
 
 
+class DataQualityImpact(Base):
+    """Demand that a run's quarantined and excluded shift_requests rows would have carried.
+
+    One row per source (``quarantined``: the row broke a row rule; ``excluded``: out of the
+    agency's scope by its choice, e.g. a CNA request), region, role and facility; ``(unknown)``
+    stands for a region or facility nobody knows. Shifts are requests. "Recent" is the
+    ``window_days`` days before as_of (the same on every row of a run). A region and role's loss
+    share is ``sum(recent_shifts_lost) / (sum(recent_shifts_used) + sum(recent_shifts_lost))``
+    over its quarantined rows; facilities of an affected region and role that lost nothing may
+    have a row with ``rows`` 0 so that the used shifts are complete. Excluded rows are shown,
+    never warned about, and never put back.
+    """
+
+    __tablename__ = "data_quality_impact"
+    __table_args__ = (
+        CheckConstraint("source IN ('quarantined', 'excluded')", name="source_known"),
+    )
+
+    run_id: Mapped[RunIdKey]
+    source: Mapped[Key] = mapped_column(String(16), comment="quarantined or excluded")
+    region: Mapped[Key] = mapped_column(comment="(unknown) when the facility is unknown")
+    role: Mapped[Key] = mapped_column(comment="RN, LPN, or the source's own value (e.g. CNA)")
+    facility_id: Mapped[Key] = mapped_column(comment="(unknown) when unknown")
+    rows: Mapped[int] = mapped_column(comment="shift_requests rows of this kind, all dates")
+    recent_shifts_lost: Mapped[float] = mapped_column(
+        comment="shifts (requests) these rows would have carried in the window (estimated)"
+    )
+    recent_hours_lost: Mapped[float] = mapped_column(
+        comment="hours these rows would have carried in the window (estimated)"
+    )
+    recent_shifts_used: Mapped[int] = mapped_column(
+        comment="shifts (requests) counted from used rows of the facility and role in the window"
+    )
+    imputed_shifts: Mapped[int] = mapped_column(
+        comment="lost shifts (requests) put back into the demand history, all dates"
+    )
+    window_days: Mapped[int] = mapped_column(comment="days before as_of counted as recent")
+
+
 #: Tables that hang off forecast_run, in insertion order (delete in reverse or any order).
 CHILD_TABLES: tuple[str, ...] = (
     "quarantined_row",
@@ -460,6 +512,7 @@ CHILD_TABLES: tuple[str, ...] = (
     "recruiting_target",
     "holiday_coverage",
     "hiring_plan",
+    "data_quality_impact",
 )
 #: Every reporting table, parent first.
 TABLES: tuple[str, ...] = ("forecast_run", *CHILD_TABLES)
@@ -525,7 +578,7 @@ class ReportingSchemaError(StaffcastError):
 #: Alembic scripts of the reporting schema (shipped inside the package).
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The migration whose schema the ORM tables of this module are (a test checks it is the head).
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 #: Revision of a database created before migrations by the old ``create_schema``.
 FIRST_REVISION = "0001"
 _SCHEMA_LOCK = "staffcast.reporting.schema"
@@ -617,27 +670,46 @@ def _differences(found: dict[str, set[str]], expected: dict[str, set[str]]) -> l
     return lines
 
 
+def _revision_shapes() -> list[tuple[str, dict[str, set[str]]]]:
+    """``(revision, {table: columns})`` after each migration, oldest first.
+
+    Built from each migration's frozen ``COLUMNS`` (every table it creates or widens, as it is
+    after that migration); tables are never dropped, so later entries only add or widen.
+    """
+    shapes: list[tuple[str, dict[str, set[str]]]] = []
+    shape: dict[str, set[str]] = {}
+    for script in reversed(list(_scripts().walk_revisions())):
+        columns: dict[str, tuple[str, ...]] = script.module.COLUMNS
+        shape = {**shape, **{name: set(names) for name, names in columns.items()}}
+        shapes.append((script.revision, shape))
+    return shapes
+
+
 def _adopt_unversioned(connection: Connection, config: Config) -> None:
     """Stamp a database built before migrations (no ``alembic_version``) at the revision its
-    tables match: 0001 (the first release), or head (made by create_all of this version).
+    tables match: 0001 (the first release), 0002 (made by create_all of commit 3ca8c7f), or
+    head (made by create_all of this version). The migrations after it run next.
 
-    A development build between the two (0001 tables plus empty ``demand_history`` and
+    A development build between 0001 and 0002 (0001 tables plus empty ``demand_history`` and
     ``hiring_plan``, without the new columns) gets the two empty tables dropped and is
     stamped 0001. Anything else raises :class:`ReportingSchemaError`; nothing is changed.
     """
     from alembic import command
 
-    first = {
-        name: set(columns)
-        for name, columns in _scripts().get_revision(FIRST_REVISION).module.COLUMNS.items()
-    }
+    shapes = _revision_shapes()
+    first = shapes[0][1]
     head = {name: {column.name for column in table(name).columns} for name in TABLES}
-    found = _schema_shape(connection, set(first) | set(head))
+    known_tables = set(head).union(*(shape for _, shape in shapes))
+    found = _schema_shape(connection, known_tables)
     if not found:
         return  # an empty database: the migrations create everything
     if found == head:
         command.stamp(config, "head")
         return
+    for revision, shape in reversed(shapes):
+        if found == shape:
+            command.stamp(config, revision)
+            return
     new_tables = set(head) - set(first)
     early_build = {name: columns for name, columns in found.items() if name not in new_tables}
     if early_build == first and set(found) - set(first) <= new_tables:
@@ -656,15 +728,14 @@ def _adopt_unversioned(connection: Connection, config: Config) -> None:
         raise ReportingSchemaError(
             "The reporting database has no alembic_version table and a mix of two schemas: "
             f"the tables of revision {FIRST_REVISION}, and {' and '.join(leftovers)} of "
-            f"revision {SCHEMA_REVISION} holding rows "
+            "a later revision holding rows "
             f"({', '.join(f'{name}: {count}' for name, count in counts.items())}); "
             f"{'; '.join(_differences(found, head))}. A development build wrote them. Empty "
             f"{' and '.join(leftovers)} (DELETE FROM each; the next run writes them again) and "
             "run again; nothing was changed."
         )
     closest = min(
-        (FIRST_REVISION, first),
-        (SCHEMA_REVISION, head),
+        [*shapes, (SCHEMA_REVISION, head)],
         key=lambda item: len(_differences(found, item[1])),
     )
     raise ReportingSchemaError(

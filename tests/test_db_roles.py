@@ -92,6 +92,7 @@ def test_a_reader_reads_the_views_and_nothing_else(
 
     assert grant.views == READER_VIEWS
     assert "current_quarantined_row" not in grant.views
+    assert "current_data_quality_impact" in grant.views  # facility counts, no row keys
     assert grant.leaks == ()
     frames = result_frames(AS_OF)
     with as_role.connect() as connection:
@@ -174,10 +175,13 @@ def test_grant_reader_refuses_what_it_cannot_do_safely(database: Engine, role: s
 @pytest.mark.postgres
 def test_grant_reader_needs_the_schema_at_head(tmp_path: Path, role: str) -> None:
     with fresh_database("postgresql", tmp_path) as engine:
-        with pytest.raises(ReaderGrantError, match="revision none, not 0002.*db upgrade"):
+        with pytest.raises(ReaderGrantError, match="revision none, not 0003.*db upgrade"):
             grant_reader(engine, role)
         upgrade_schema(engine, "0001")
-        with pytest.raises(ReaderGrantError, match="revision 0001, not 0002"):
+        with pytest.raises(ReaderGrantError, match="revision 0001, not 0003"):
+            grant_reader(engine, role)
+        upgrade_schema(engine, "0002")
+        with pytest.raises(ReaderGrantError, match="revision 0002, not 0003"):
             grant_reader(engine, role)
 
 
@@ -195,7 +199,8 @@ def test_sqlite_has_no_roles(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 @pytest.mark.postgres
 def test_migrations_keep_readers_reading(tmp_path: Path, role: str) -> None:
-    """A role that read the 0001 views reads the views 0002 adds, and keeps them on downgrade."""
+    """A role that read the 0001 views reads the views 0002 and 0003 add, and keeps them on
+    downgrade (0003's downgrade re-creates current_forecast_run, by which readers are found)."""
     with fresh_database("postgresql", tmp_path) as engine:
         upgrade_schema(engine, "0001")
         with engine.begin() as connection:  # what a reader of the 0001 schema held
@@ -209,10 +214,19 @@ def test_migrations_keep_readers_reading(tmp_path: Path, role: str) -> None:
             create_schema(engine)
             for view in (*READER_VIEWS, "current_recruiting_target"):
                 assert not refused(reader, f"SELECT * FROM {view}"), view
+            assert "current_data_quality_impact" in READER_VIEWS
             assert refused(reader, "SELECT * FROM current_quarantined_row")
+            assert not refused(reader, "SELECT rows_excluded FROM current_forecast_run")
+
+            downgrade_schema(engine, "0002")  # drops and re-creates current_forecast_run
+            assert not refused(reader, "SELECT * FROM current_forecast_run")
+            assert not refused(reader, "SELECT * FROM current_hiring_plan")
+            upgrade_schema(engine)
+            assert not refused(reader, "SELECT * FROM current_data_quality_impact")
 
             downgrade_schema(engine, "0001")  # drops and re-creates current_recruiting_target
             assert not refused(reader, "SELECT * FROM current_recruiting_target")
+            assert not refused(reader, "SELECT * FROM current_forecast_run")
         finally:
             reader.dispose()
 

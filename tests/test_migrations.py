@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, inspect, select, text
 
 import reports.schema as schema_module
-from reports.publish import publish_run, start_run
+from reports.publish import RunCounts, latest_published_run, publish_run, start_run
 from reports.schema import (
     SCHEMA_REVISION,
     TABLES,
@@ -47,6 +47,11 @@ NEW_COLUMNS = {
     "recruiting_target": ("acceptance_offers", "attrition_nurse_years", "attrition_separations"),
     "holiday_coverage": ("acceptance_offers",),
 }
+#: Tables and columns revision 0003 added (absent at 0002).
+TABLES_0003 = ("data_quality_impact",)
+COLUMNS_0003 = {"forecast_run": ("rows_excluded",)}
+#: Tables added after revision 0001.
+AFTER_0001 = (*NEW_TABLES, *TABLES_0003)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -56,9 +61,17 @@ def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield engine
 
 
+def shape_0002_frames(as_of: dt.date = AS_OF) -> dict[str, pd.DataFrame]:
+    """A run's frames as revision 0002 knew them: no data_quality_impact."""
+    frames = result_frames(as_of)
+    for name in TABLES_0003:
+        del frames[name]
+    return frames
+
+
 def old_shape_frames(as_of: dt.date = AS_OF) -> dict[str, pd.DataFrame]:
     """A run's frames as revision 0001 knew them: no demand_history, hiring_plan, new columns."""
-    frames = result_frames(as_of)
+    frames = shape_0002_frames(as_of)
     for name in NEW_TABLES:
         del frames[name]
     for name, columns in NEW_COLUMNS.items():
@@ -70,6 +83,13 @@ def publish_old_run(engine: Engine) -> str:
     """Publish a run into a database at revision 0001 (only tables and columns it has)."""
     run_id = start_run(engine, AS_OF, {"schema": "0001"}, None, "test", 182)
     publish_run(engine, run_id, old_shape_frames(), COUNTS)
+    return run_id
+
+
+def publish_0002_run(engine: Engine) -> str:
+    """Publish a run into a database at revision 0002 (no impact, no rows_excluded)."""
+    run_id = start_run(engine, AS_OF, {"schema": "0002"}, None, "test", 182)
+    publish_run(engine, run_id, shape_0002_frames(), COUNTS)
     return run_id
 
 
@@ -127,14 +147,17 @@ def test_upgrade_from_0001_keeps_published_runs(empty: Engine) -> None:
     assert not set(NEW_TABLES) & set(inspect(empty).get_table_names())
     assert "acceptance_offers" not in columns_of(empty, "recruiting_target")
     old_run = publish_old_run(empty)
-    before = row_counts(empty, tuple(name for name in TABLES if name not in NEW_TABLES))
+    before = row_counts(empty, tuple(name for name in TABLES if name not in AFTER_0001))
 
     create_schema(empty)
 
     assert differences_from_orm(empty) == []
-    assert row_counts(empty, TABLES) == {**before, "demand_history": 0, "hiring_plan": 0}
+    assert row_counts(empty, TABLES) == {
+        **before,
+        **dict.fromkeys(AFTER_0001, 0),
+    }
     for name in TABLES:
-        expected = set() if name in NEW_TABLES else {old_run}
+        expected = set() if name in AFTER_0001 else {old_run}
         assert view_run_ids(empty, name) == expected, name
     with empty.connect() as connection:
         for name, columns in NEW_COLUMNS.items():
@@ -154,12 +177,74 @@ def test_upgrade_from_0001_keeps_published_runs(empty: Engine) -> None:
         assert sorted(offers.scalars()) == [0, 120]
 
 
+def test_upgrade_from_0002_keeps_published_runs(empty: Engine) -> None:
+    upgrade_schema(empty, "0002")
+    assert "data_quality_impact" not in inspect(empty).get_table_names()
+    assert "rows_excluded" not in columns_of(empty, "forecast_run")
+    old_run = publish_0002_run(empty)
+    before = row_counts(empty, tuple(name for name in TABLES if name not in TABLES_0003))
+
+    change = upgrade_schema(empty)
+
+    assert (change.before, change.after) == ("0002", SCHEMA_REVISION)
+    assert differences_from_orm(empty) == []
+    assert row_counts(empty, TABLES) == {**before, "data_quality_impact": 0}
+    for name in TABLES:
+        expected = set() if name in TABLES_0003 else {old_run}
+        assert view_run_ids(empty, name) == expected, name
+    old = latest_published_run(empty)
+    assert old is not None and old["run_id"] == old_run
+    assert (old["rows_extracted"], old["rows_used"], old["rows_quarantined"]) == (100, 98, 2)
+    assert old["rows_excluded"] == 0  # the server default: the accounting still adds up
+    assert columns_of(empty, "current_forecast_run")[-1] == "rows_excluded"
+
+    # The upgraded database takes a run with an impact and excluded rows; it becomes current.
+    later = AS_OF + dt.timedelta(days=7)
+    new_run = start_run(empty, later, {}, None, "test", 182)
+    counts = RunCounts(rows_extracted=107, rows_used=98, rows_quarantined=2, rows_excluded=7)
+    publish_run(empty, new_run, result_frames(later), counts)
+    for name in TABLES:
+        assert view_run_ids(empty, name) == {new_run}, name
+    current = latest_published_run(empty)
+    assert current is not None and current["rows_excluded"] == 7
+    with empty.connect() as connection:
+        sources = connection.execute(select(current_view("data_quality_impact").c.source))
+        assert sorted(sources.scalars()) == ["excluded"] + ["quarantined"] * 3
+
+
+def test_downgrade_to_0002_and_back(empty: Engine) -> None:
+    create_schema(empty)
+    run_id = start_run(empty, AS_OF, {}, None, "test", 182)
+    counts = RunCounts(rows_extracted=107, rows_used=98, rows_quarantined=2, rows_excluded=7)
+    publish_run(empty, run_id, result_frames(AS_OF), counts)
+    forecast_run_0002 = [
+        name
+        for name in columns_of(empty, "forecast_run")
+        if name not in COLUMNS_0003["forecast_run"]
+    ]
+
+    change = downgrade_schema(empty, "0002")
+
+    assert (change.before, change.after) == (SCHEMA_REVISION, "0002")
+    inspector = inspect(empty)
+    assert "data_quality_impact" not in inspector.get_table_names()
+    assert "current_data_quality_impact" not in inspector.get_view_names()
+    assert columns_of(empty, "forecast_run") == forecast_run_0002
+    assert columns_of(empty, "current_forecast_run") == forecast_run_0002
+    assert view_run_ids(empty, "forecast_run") == {run_id}
+
+    upgrade_schema(empty)
+    assert differences_from_orm(empty) == []
+    assert view_run_ids(empty, "forecast_run") == {run_id}
+    assert latest_published_run(empty)["rows_excluded"] == 0  # type: ignore[index]
+
+
 def test_a_database_made_before_migrations_is_stamped_and_upgraded(empty: Engine) -> None:
     upgrade_schema(empty, "0001")  # the 0001 DDL: what the old create_schema built
     old_run = publish_old_run(empty)
     with empty.begin() as connection:
         connection.exec_driver_sql("DROP TABLE alembic_version")
-    before = row_counts(empty, tuple(name for name in TABLES if name not in NEW_TABLES))
+    before = row_counts(empty, tuple(name for name in TABLES if name not in AFTER_0001))
 
     create_schema(empty)
 
@@ -167,8 +252,27 @@ def test_a_database_made_before_migrations_is_stamped_and_upgraded(empty: Engine
         assert schema_revision(connection) == SCHEMA_REVISION
     assert differences_from_orm(empty) == []
     after = row_counts(empty, TABLES)
-    assert after == {**before, "demand_history": 0, "hiring_plan": 0}
+    assert after == {**before, **dict.fromkeys(AFTER_0001, 0)}
     assert view_run_ids(empty, "recruiting_target") == {old_run}
+    assert latest_published_run(empty)["rows_excluded"] == 0  # type: ignore[index]
+
+
+def test_a_database_made_at_0002_before_migrations_is_stamped_and_upgraded(
+    empty: Engine,
+) -> None:
+    """What the create_schema of commit 3ca8c7f built (create_all of the 0002 tables)."""
+    upgrade_schema(empty, "0002")
+    old_run = publish_0002_run(empty)
+    with empty.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE alembic_version")
+    before = row_counts(empty, tuple(name for name in TABLES if name not in TABLES_0003))
+
+    change = upgrade_schema(empty)
+
+    assert (change.before, change.after) == (None, SCHEMA_REVISION)
+    assert differences_from_orm(empty) == []
+    assert row_counts(empty, TABLES) == {**before, "data_quality_impact": 0}
+    assert view_run_ids(empty, "hiring_plan") == {old_run}
 
 
 def test_a_database_made_at_head_before_migrations_is_stamped_head(empty: Engine) -> None:
@@ -328,6 +432,10 @@ def test_offline_sql_for_review(capsys: pytest.CaptureFixture[str]) -> None:
     assert "CREATE TABLE demand_history" in sql
     assert "CREATE OR REPLACE VIEW current_recruiting_target AS SELECT" in sql
     assert "ALTER TABLE holiday_coverage ADD COLUMN acceptance_offers INTEGER" in sql
+    assert "CREATE TABLE data_quality_impact" in sql
+    assert "CREATE OR REPLACE VIEW current_forecast_run AS SELECT" in sql
+    assert "ALTER TABLE forecast_run ADD COLUMN rows_excluded INTEGER DEFAULT 0 NOT NULL" in sql
+    assert "CREATE VIEW current_data_quality_impact AS SELECT" in sql
 
 
 def test_db_upgrade_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

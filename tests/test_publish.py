@@ -32,7 +32,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 import reports.publish as publish_module
-from reports.publish import RunCounts, latest_published_run, mark_failed, publish_run, start_run
+from reports.publish import (
+    RunCounts,
+    latest_published_run,
+    mark_failed,
+    publish_run,
+    record_validation,
+    start_run,
+)
 from reports.schema import (
     CHILD_TABLES,
     TABLES,
@@ -201,9 +208,24 @@ def result_frames(as_of: dt.date, tag: int = 0) -> dict[str, pd.DataFrame]:
             "beyond_horizon": [False, True],
         }
     )
+    impact = pd.DataFrame(
+        {
+            "source": ["quarantined", "quarantined", "quarantined", "excluded"],
+            "region": ["North", "North", "(unknown)", "North"],
+            "role": ["RN", "RN", "LPN", "CNA"],
+            "facility_id": ["F1", "F2", "(unknown)", "F1"],
+            "rows": np.array([3 + tag, 0, 2, 7], dtype=np.int64),
+            "recent_shifts_lost": [2.0 + tag, 0.0, 0.107, 4.0],
+            "recent_hours_lost": [24.0 + 12 * tag, 0.0, 1.284, 32.0],
+            "recent_shifts_used": np.array([110, 95, 0, 0], dtype=np.int64),
+            "imputed_shifts": np.array([3 + tag, 0, 0, 0], dtype=np.int64),
+            "window_days": 28,
+        }
+    )
     return {
         "demand_history": history,
         "hiring_plan": hiring,
+        "data_quality_impact": impact,
         "quarantined_row": quarantined,
         "validation_result": validation,
         "demand_forecast": demand,
@@ -617,3 +639,144 @@ def test_foreign_keys_are_enforced(engine: Engine) -> None:
             connection.execute(select(func.count()).select_from(table("quarantined_row"))).scalar()
             == 0
         )
+
+
+# --- rows excluded and the data-quality impact (revision 0003) ---------------------------------
+
+
+def test_run_counts_account_for_excluded_rows() -> None:
+    assert RunCounts(100, 98, 2).rows_excluded == 0  # positional, as older callers build it
+    counts = RunCounts(rows_extracted=110, rows_used=98, rows_quarantined=2, rows_excluded=10)
+    assert counts.rows_excluded == 10
+    with pytest.raises(ValueError, match=r"rows_used \+ rows_quarantined \+ rows_excluded = 109"):
+        RunCounts(rows_extracted=110, rows_used=98, rows_quarantined=2, rows_excluded=9)
+    with pytest.raises(ValueError, match=">= 0"):
+        RunCounts(rows_extracted=98, rows_used=98, rows_quarantined=2, rows_excluded=-2)
+
+
+def test_rows_excluded_is_published(engine: Engine) -> None:
+    older = publish(engine)  # COUNTS: no rows excluded
+    run_id = start_run(engine, AS_OF + dt.timedelta(days=7), {}, None, "test", 182)
+    counts = RunCounts(rows_extracted=110, rows_used=98, rows_quarantined=2, rows_excluded=10)
+    publish_run(engine, run_id, result_frames(AS_OF + dt.timedelta(days=7)), counts)
+
+    run = latest_published_run(engine)
+    assert run is not None and run["run_id"] == run_id
+    assert (run["rows_extracted"], run["rows_used"], run["rows_quarantined"]) == (110, 98, 2)
+    assert run["rows_excluded"] == 10 and type(run["rows_excluded"]) is int
+    forecast_run = table("forecast_run")
+    with engine.connect() as connection:
+        excluded = connection.execute(
+            select(forecast_run.c.rows_excluded).where(forecast_run.c.run_id == older)
+        ).scalar_one()
+    assert excluded == 0
+
+
+def test_impact_rows_read_back_per_facility(engine: Engine) -> None:
+    run_id = publish(engine, tag=1)
+    frame = result_frames(AS_OF, tag=1)["data_quality_impact"]
+    assert view_rows(engine, "data_quality_impact") == expected_rows(
+        "data_quality_impact", frame, run_id
+    )
+    impact = current_view("data_quality_impact")
+    with engine.connect() as connection:
+        lost = connection.execute(
+            select(impact.c.region, impact.c.role, func.sum(impact.c.recent_shifts_lost))
+            .where(impact.c.source == "quarantined")
+            .group_by(impact.c.region, impact.c.role)
+            .order_by(impact.c.region, impact.c.role)
+        ).all()
+    assert [(region, role, round(total, 3)) for region, role, total in lost] == [
+        ("(unknown)", "LPN", 0.107),
+        ("North", "RN", 3.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "impact",
+    [None, pd.DataFrame(), pd.DataFrame(columns=list(result_frames(AS_OF)["data_quality_impact"]))],
+    ids=["absent", "no_columns", "no_rows"],
+)
+def test_a_run_without_impact_rows_publishes(engine: Engine, impact: pd.DataFrame | None) -> None:
+    frames = result_frames(AS_OF)
+    del frames["data_quality_impact"]
+    if impact is not None:
+        frames["data_quality_impact"] = impact
+    run_id = start_run(engine, AS_OF, {}, None, "test", 182)
+    publish_run(engine, run_id, frames, COUNTS)
+
+    assert latest_published_run(engine)["run_id"] == run_id  # type: ignore[index]
+    assert run_ids(engine, "data_quality_impact") == []
+    assert view_run_ids(engine, "demand_forecast") == [run_id] * len(frames["demand_forecast"])
+
+
+def test_impact_source_must_be_quarantined_or_excluded(engine: Engine) -> None:
+    previous = publish(engine)
+    run_id = start_run(engine, AS_OF, {}, None, "test", 182)
+    frames = result_frames(AS_OF, tag=1)
+    frames["data_quality_impact"].loc[3, "source"] = "ignored"
+
+    with pytest.raises(IntegrityError):
+        publish_run(engine, run_id, frames, COUNTS)
+    assert_only_run(engine, previous)
+
+
+def test_record_validation_keeps_the_impact_of_a_stopped_run(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch rule stopped the run (say, one region lost too much demand): its summary and
+    impact stay in the tables, out of the views, until a run of the same as_of publishes."""
+    previous = publish(engine)
+    later = AS_OF + dt.timedelta(days=7)
+    stopped = start_run(engine, later, {}, None, "test", 182)
+    frames = result_frames(later, tag=4)
+    copied = spy_on_copy(monkeypatch)
+
+    record_validation(
+        engine, stopped, frames["validation_result"], impact=frames["data_quality_impact"]
+    )
+
+    if engine.dialect.name == "postgresql":
+        assert copied == ["validation_result", "data_quality_impact"]
+    impact = table("data_quality_impact")
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(impact.c.source, impact.c.facility_id, impact.c.rows).where(
+                impact.c.run_id == stopped
+            )
+        ).all()
+    assert sorted(map(tuple, stored)) == [
+        ("excluded", "F1", 7),
+        ("quarantined", "(unknown)", 2),
+        ("quarantined", "F1", 7),
+        ("quarantined", "F2", 0),
+    ]
+    assert view_run_ids(engine, "data_quality_impact") == [previous] * 4  # never current
+
+    # Again with one row: replaced, not added; impact=None leaves the stored impact alone.
+    record_validation(
+        engine,
+        stopped,
+        frames["validation_result"],
+        impact=frames["data_quality_impact"].iloc[:1],
+    )
+    record_validation(engine, stopped, frames["validation_result"].iloc[:1])
+    assert run_ids(engine, "data_quality_impact").count(stopped) == 1
+    assert run_ids(engine, "validation_result").count(stopped) == 1
+
+    # An impact frame that does not fit is logged; the summary is still recorded.
+    caplog.clear()
+    record_validation(
+        engine,
+        stopped,
+        frames["validation_result"],
+        impact=frames["data_quality_impact"].drop(columns="rows"),
+    )
+    assert "could not record the data-quality impact" in caplog.text
+    assert run_ids(engine, "validation_result").count(stopped) == 3
+    assert run_ids(engine, "data_quality_impact").count(stopped) == 1
+    mark_failed(engine, stopped, "stopped by max_region_loss_share")
+
+    rerun = publish(engine, later, tag=5)  # replaces the stopped run's rows
+    assert run_ids(engine, "data_quality_impact").count(stopped) == 0
+    assert view_run_ids(engine, "data_quality_impact") == [rerun] * 4
