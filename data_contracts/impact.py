@@ -365,10 +365,11 @@ def _with_unaffected_facilities(
 
 
 def region_shares(impact: pd.DataFrame) -> pd.DataFrame:
-    """Per region and role of the quarantined rows: recent shifts lost and used, shifts put
-    back (all dates), and ``share`` lost (0-1), worst first."""
+    """Per region and planned role (RN, LPN) of the quarantined rows: recent shifts lost and
+    used, shifts put back (all dates), and ``share`` lost (0-1), worst first. Rows whose role
+    is outside the plan are left to :func:`loss_warnings`' sentence on unknown roles."""
     columns = ["region", "role", "lost", "used", "imputed", "share"]
-    quarantined = impact[impact["source"] == "quarantined"]
+    quarantined = impact[(impact["source"] == "quarantined") & impact["role"].isin(ROLES)]
     if quarantined.empty:
         return pd.DataFrame(columns=columns)
     grouped = quarantined.groupby(["region", "role"]).agg(
@@ -390,12 +391,30 @@ def loss_warnings(impact: pd.DataFrame, threshold: float = WARN_SHARE) -> list[s
     shares = region_shares(impact)
     lines = []
     for row in shares[shares["share"] > threshold].itertuples(index=False):
+        shifts = "shift" if round(row.lost) == 1 else "shifts"
         lines.append(
             f"{row.region} {row.role}: {row.share:.1%} of the last {window} days' demand "
-            f"({row.lost:,.0f} shifts) is in quarantine. {row.imputed:,} quarantined requests "
+            f"({row.lost:,.0f} {shifts}) is in quarantine. {row.imputed:,} quarantined requests "
             "(all dates) were put back into the forecast history where their facility and "
             "date were known; any others are missing from the forecast, so pools and hires "
             "there may be understated. Fix the rows listed under data quality."
+        )
+    # Requests whose role the plan does not know: RN demand under an unmapped name, or roles
+    # out of scope that the mapping does not exclude yet. Said once, when they are more than
+    # ``threshold`` of the recent demand.
+    quarantined = impact[impact["source"] == "quarantined"]
+    unknown_role = ~quarantined["role"].isin(ROLES)
+    recent_other = quarantined.loc[unknown_role, "recent_shifts_lost"].sum()
+    recent_all = quarantined["recent_shifts_used"].sum() + quarantined["recent_shifts_lost"].sum()
+    other = quarantined[unknown_role & (quarantined["rows"] > 0)]
+    other = other.groupby("role")["rows"].sum().sort_values(ascending=False)
+    if len(other) and recent_other > threshold * max(recent_all, 1):
+        named = ", ".join(f"{role} {rows:,}" for role, rows in other.head(5).items())
+        lines.append(
+            f"{int(other.sum()):,} quarantined requests have a role the plan does not know "
+            f"({named}). If they are RN or LPN shifts, map the role under values in the source "
+            "mapping; if they are out of scope, list them under exclude so they are counted "
+            "as excluded."
         )
     return lines
 

@@ -5,7 +5,20 @@ run goes on) or batch-level (the run stops before publishing, naming the table, 
 example). Suites run on the *parsed* frames built by :mod:`data_contracts.parsing`, which add a
 few derived columns (prefixed ``_``) so that cross-field rules are plain GX expectations.
 
-Issue "Data contracts" extends this first set.
+Nulls: ``ExpectColumnValuesToBeInSet`` and ``...ToBeBetween`` skip missing values, so every
+required field has its own not-null rule, placed before the rules on its values (the first
+rule a row breaks names it). A field that can be missing or unreadable has two rules:
+``<field>_missing`` (the source gave nothing, or blank text) and ``<field>_unparseable`` (the
+source gave something staffcast cannot read; the quarantine detail shows it). The parse
+functions keep what the source said in ``_raw_<field>``, and the two rules are told apart by a
+row condition on it. Optional fields (facility_type, active_from, active_to, separated_on, and
+cancelled_at unless the request is cancelled) may be missing, but an unreadable value is
+quarantined all the same: it is never silently read as missing.
+
+Required fields: facilities: facility_id, region, timezone; shift_requests: request_id,
+facility_id, role, shift_start, shift_hours, requested_at, status, and cancelled_at when the
+status is cancelled; nurses: nurse_id, role, region, on_call, hired_on; shift_offers:
+request_id, offered_at, response.
 """
 
 from __future__ import annotations
@@ -41,6 +54,33 @@ def _row(name: str, description: str, expectation: gx.expectations.Expectation) 
     return Rule(name, "row", description, expectation, column)
 
 
+def _missing(field: str, description: str) -> Rule:
+    """``<field>_missing``: the source gave no value (NULL or blank) for a required field."""
+    return _row(
+        f"{field}_missing",
+        description,
+        E.ExpectColumnValuesToNotBeNull(
+            column=field, row_condition=Column(f"_raw_{field}").is_null()
+        ),
+    )
+
+
+def _unparseable(field: str, description: str) -> Rule:
+    """``<field>_unparseable``: the source gave a value that staffcast cannot read."""
+    return _row(
+        f"{field}_unparseable",
+        description,
+        E.ExpectColumnValuesToNotBeNull(
+            column=field, row_condition=Column(f"_raw_{field}").is_not_null()
+        ),
+    )
+
+
+def _not_null(name: str, field: str, description: str) -> Rule:
+    """A required text field is present (text fields have nothing to be unreadable)."""
+    return _row(name, description, E.ExpectColumnValuesToNotBeNull(column=field))
+
+
 def _batch(name: str, description: str, expectation: gx.expectations.Expectation) -> Rule:
     return Rule(name, "batch", description, expectation, getattr(expectation, "column", None))
 
@@ -71,6 +111,7 @@ def facility_rules() -> list[Rule]:
             "Every facility belongs to a region (its on-call pool).",
             E.ExpectColumnValuesToNotBeNull(column="region"),
         ),
+        _not_null("timezone_missing", "timezone", "Every facility has a time zone."),
         _row(
             "timezone_valid",
             "The timezone is an IANA zone such as America/Chicago.",
@@ -78,6 +119,8 @@ def facility_rules() -> list[Rule]:
                 column="timezone", value_set=sorted(available_timezones())
             ),
         ),
+        _unparseable("active_from", "active_from, when given, is a date."),
+        _unparseable("active_to", "active_to, when given, is a date."),
     ]
 
 
@@ -118,6 +161,7 @@ def shift_request_rules(
             "disagree are all quarantined.",
             E.ExpectColumnValuesToBeInSet(column="_duplicate", value_set=["no"]),
         ),
+        _not_null("facility_id_missing", "facility_id", "Every request names its facility."),
         _row(
             "unknown_facility",
             "The facility exists in facilities.",
@@ -132,26 +176,24 @@ def shift_request_rules(
                 row_condition=Column("facility_id").is_in(known),
             ),
         ),
+        _not_null("role_missing", "role", "Every request names the role it needs."),
         _row(
             "role_not_in_set",
             f"The role is one of {', '.join(ROLES)}.",
             E.ExpectColumnValuesToBeInSet(column="role", value_set=list(ROLES)),
         ),
+        _not_null("status_missing", "status", "Every request has a status."),
         _row(
             "status_not_in_set",
             f"The status is one of {', '.join(REQUEST_STATUSES)}.",
             E.ExpectColumnValuesToBeInSet(column="status", value_set=list(REQUEST_STATUSES)),
         ),
-        _row(
-            "shift_start_unparseable",
-            "shift_start is a timestamp.",
-            E.ExpectColumnValuesToNotBeNull(column="shift_start"),
+        _missing("shift_start", "Every request says when the shift starts."),
+        _unparseable(
+            "shift_start", "shift_start is a timestamp (and its facility's zone is known)."
         ),
-        _row(
-            "requested_at_unparseable",
-            "requested_at is a timestamp.",
-            E.ExpectColumnValuesToNotBeNull(column="requested_at"),
-        ),
+        _missing("requested_at", "Every request says when it was made."),
+        _unparseable("requested_at", "requested_at is a timestamp."),
         _row(
             "shift_hours_out_of_range",
             "0 < shift_hours <= 24.",
@@ -159,11 +201,8 @@ def shift_request_rules(
                 column="shift_hours", min_value=0, max_value=24, strict_min=True
             ),
         ),
-        _row(
-            "shift_hours_missing",
-            "shift_hours is a number.",
-            E.ExpectColumnValuesToNotBeNull(column="shift_hours"),
-        ),
+        _missing("shift_hours", "Every request says how many hours the shift lasts."),
+        _unparseable("shift_hours", "shift_hours is a number."),
         _row(
             "requested_after_shift_start",
             "requested_at is at most a day after shift_start.",
@@ -171,6 +210,7 @@ def shift_request_rules(
                 column="_hours_requested_after_start", max_value=MAX_HOURS_REQUESTED_AFTER_START
             ),
         ),
+        _unparseable("cancelled_at", "cancelled_at, when given, is a timestamp."),
         _row(
             "cancelled_without_cancelled_at",
             "A cancelled request says when.",
@@ -194,16 +234,21 @@ def nurse_rules() -> list[Rule]:
             "Every nurse has an id.",
             E.ExpectColumnValuesToNotBeNull(column="nurse_id"),
         ),
+        _not_null("role_missing", "role", "Every nurse has a role."),
         _row(
             "role_not_in_set",
             f"The role is one of {', '.join(ROLES)}.",
             E.ExpectColumnValuesToBeInSet(column="role", value_set=list(ROLES)),
         ),
-        _row(
-            "hired_on_unparseable",
-            "hired_on is a date.",
-            E.ExpectColumnValuesToNotBeNull(column="hired_on"),
+        _not_null("region_missing", "region", "Every nurse belongs to a region (on-call pool)."),
+        _missing("on_call", "Every nurse is marked on call or not."),
+        _unparseable(
+            "on_call",
+            "on_call is true or false (1/0, true/false, t/f, yes/no, y/n, or a boolean).",
         ),
+        _missing("hired_on", "Every nurse has a hire date."),
+        _unparseable("hired_on", "hired_on is a date."),
+        _unparseable("separated_on", "separated_on, when given, is a date."),
         _row(
             "separated_before_hired",
             "separated_on is not before hired_on.",
@@ -220,14 +265,13 @@ def nurse_rules() -> list[Rule]:
 def shift_offer_rules() -> list[Rule]:
     """Rules for shift_offers (optional table)."""
     return [
+        _not_null("request_id_missing", "request_id", "Every offer names its request."),
+        _not_null("response_missing", "response", "Every offer has a response."),
         _row(
             "response_not_in_set",
             f"The response is one of {', '.join(OFFER_RESPONSES)}.",
             E.ExpectColumnValuesToBeInSet(column="response", value_set=list(OFFER_RESPONSES)),
         ),
-        _row(
-            "offered_at_unparseable",
-            "offered_at is a timestamp.",
-            E.ExpectColumnValuesToNotBeNull(column="offered_at"),
-        ),
+        _missing("offered_at", "Every offer says when it was made."),
+        _unparseable("offered_at", "offered_at is a timestamp."),
     ]

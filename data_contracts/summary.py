@@ -125,9 +125,11 @@ def format_summary(
     counts: Mapping[str, Mapping[str, int]],
     stopped: str | None = None,
     quarantine: pd.DataFrame | None = None,
+    impact: str | None = None,
 ) -> str:
-    """Plain text: rows per table (extracted / used / quarantined), the rules broken per table
-    with their row counts and one example, then ``Result: usable`` or ``Result: STOPPED — ...``.
+    """Plain text: rows per table (extracted = used + quarantined + excluded), the rules broken
+    per table with their row counts and one example, ``impact`` (the text of
+    :func:`impact_text`, optional), then ``Result: usable`` or ``Result: STOPPED — ...``.
 
     Meant to be forwarded as is to whoever owns the source data; values are not escaped.
     ``quarantine`` (the quarantined rows, optional) puts a row key in front of each example.
@@ -170,6 +172,8 @@ def format_summary(
                 if rule.example:
                     lines.append(f"      Example: {rule.example}")
     lines.append("")
+    if impact:
+        lines += [impact, ""]
     lines.append(f"Result: STOPPED — {stopped}" if stopped else "Result: usable")
     return "\n".join(lines)
 
@@ -252,7 +256,7 @@ def impact_text(impact: pd.DataFrame | None, excluded: pd.DataFrame | None = Non
             f"Demand lost to quarantined rows, last {window} days before as_of "
             "(region, role: shifts lost of lost + used, share; put back, all dates):"
         )
-        for row in shares.itertuples(index=False):
+        for row in shares[(shares["lost"] > 0) | (shares["imputed"] > 0)].itertuples(index=False):
             lines.append(
                 f"  {row.region}, {row.role}: {row.lost:,.0f} of {row.lost + row.used:,.0f} "
                 f"shifts, {row.share:.1%}; {row.imputed:,} put back"

@@ -1,8 +1,14 @@
 """Run the data contracts on an extract: clean frames out, bad rows to quarantine, or a stop.
 
-Every extracted row ends up either used or in quarantine with the rule it broke
-(rows_extracted = rows_used + rows_quarantined, per table). A row that breaks several rules is
-quarantined once, under the first rule in suite order; the detail lists the others.
+Every extracted row ends up used, in quarantine with the rule it broke, or excluded as out of
+scope by the source mapping (a CNA shift): rows_extracted = rows_used + rows_quarantined +
+rows_excluded, per table. Excluded rows are set aside before any rule runs, so they never count
+toward the quarantine share. A row that breaks several rules is quarantined once, under the
+first rule in suite order; the detail lists the others.
+
+The demand that quarantined and excluded requests would have carried is measured by
+:mod:`data_contracts.impact`; a region and role that loses more than ``max_region_loss_share``
+of its recent demand stops the run, whatever the agency-wide share.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import great_expectations as gx
 import pandas as pd
@@ -22,10 +28,15 @@ from great_expectations.data_context.types.base import (
 )
 from great_expectations.execution_engine import pandas_execution_engine
 
+from data_contracts import impact as demand_impact
 from data_contracts import parsing, suites
+from data_contracts.impact import DemandImpact
 from data_contracts.suites import Rule
 from staffcast.errors import ValidationFailed
 from staffcast.source import RawTable, SourceExtract, table_chunks
+
+if TYPE_CHECKING:
+    from staffcast.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +46,10 @@ logger = logging.getLogger(__name__)
 pandas_execution_engine.HASH_THRESHOLD = 0
 
 QUARANTINE_COLUMNS = ["source_table", "source_key", "rule", "detail"]
+EXCLUDED_COLUMNS = ["source_table", "column", "value", "rows"]
+"""Excluded rows per table, column and source value (``role``, ``CNA``, 41,526)."""
+_SAMPLES = 3
+"""Distinct sample values kept per column for ``staffcast validate``."""
 _KEYS = {
     "facilities": "facility_id",
     "shift_requests": "request_id",
@@ -63,11 +78,18 @@ class ValidationResult:
     quarantine: pd.DataFrame
     counts: dict[str, dict[str, int]]
     outcomes: list[RuleOutcome] = field(default_factory=list)
+    impact: DemandImpact = field(default_factory=demand_impact.empty_impact)
+    excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EXCLUDED_COLUMNS))
+    samples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def rows(self, table: str) -> tuple[int, int, int]:
         """(extracted, used, quarantined) rows of ``table``."""
         c = self.counts[table]
         return c["extracted"], c["used"], c["quarantined"]
+
+    def excluded_rows(self, table: str) -> int:
+        """Rows of ``table`` set aside as out of scope by the mapping."""
+        return self.counts[table].get("excluded", 0)
 
 
 def _context() -> Any:
@@ -251,11 +273,18 @@ def validate_extract(
     agency_timezone: str,
     max_quarantine_share: float,
     recent_days: int,
+    *,
+    late_cancellation_hours: float = 24.0,
+    impact_window_days: int = 28,
+    history_days: int = 3 * 365 + 1,
+    max_region_loss_share: float | None = None,
 ) -> ValidationResult:
     """Parse and check every table of ``extract``.
 
-    Raises :class:`ValidationFailed` (nothing published) when a batch-level rule fails or when
-    more than ``max_quarantine_share`` of shift_requests rows are quarantined.
+    Raises :class:`ValidationFailed` (nothing published) when a batch-level rule fails, when
+    more than ``max_quarantine_share`` of shift_requests rows are quarantined, or when one region
+    and role loses more than ``max_region_loss_share`` (default: ``max_quarantine_share``) of its
+    last ``impact_window_days`` of demand to quarantined requests.
 
     The raw frames are taken out of ``extract.tables`` as each table is parsed, so that
     millions of rows of text are not held in memory twice.
@@ -265,19 +294,34 @@ def validate_extract(
     raw = extract.tables  # consumed table by table
     counts: dict[str, dict[str, int]] = {}
     quarantines = []
+    excluded_parts: list[pd.DataFrame] = []
+    samples: dict[str, dict[str, list[str]]] = {}
 
-    facilities = parsing.parse_facilities(_whole(raw.pop("facilities")))
-    n_facilities = len(facilities)
+    def options(table: str) -> parsing.ParseOptions:
+        return extract.options.get(table, parsing.DEFAULT_OPTIONS)
+
+    facilities = parsing.parse_facilities(
+        _whole(raw.pop("facilities"), samples, "facilities"), options=options("facilities")
+    )
+    facilities, excluded = _set_aside("facilities", facilities, excluded_parts)
+    n_facilities = len(facilities) + len(excluded)
+    all_facilities = facilities
     known_facilities = sorted(facilities["facility_id"].dropna().unique())
     facilities, q = _apply(
         "facilities", facilities, suites.facility_rules(), context, outcomes, counts
     )
     quarantines.append(q)
-    counts["facilities"] = _count(n_facilities, facilities, q)
+    counts["facilities"] = _count(n_facilities, facilities, q, excluded)
 
     zones = facilities.set_index("facility_id")["timezone"]
     requests = _parse_in_chunks(
-        raw.pop("shift_requests"), parsing.parse_shift_requests, zones, agency_timezone
+        raw.pop("shift_requests"),
+        samples,
+        "shift_requests",
+        parsing.parse_shift_requests,
+        zones,
+        agency_timezone,
+        options=options("shift_requests"),
     )
     requests["_duplicate"] = parsing.duplicate_kind(
         requests,
@@ -285,21 +329,21 @@ def validate_extract(
         ignore=(
             "_row",
             "_hours_requested_after_start",
-            "_raw_shift_start",
-            "_raw_requested_at",
-            "_raw_shift_hours",
+            *[c for c in requests.columns if c.startswith("_raw_") or c == "_excluded"],
         ),
     )
     # The exact as_of cut: rows requested at or after as_of did not exist yet (the SQL query
     # kept a day's margin). Unparseable requested_at stays, to be quarantined.
     requests = requests[~(requests["requested_at"] >= extract.as_of_utc)]
     extracted_requests = len(requests)
+    requests, excluded_requests = _set_aside("shift_requests", requests, excluded_parts)
     rules = suites.shift_request_rules(
         sorted(facilities["facility_id"].dropna()),
         extract.as_of_utc,
         recent_days,
         known_facilities,
     )
+    checked = requests
     requests, q = _apply(
         "shift_requests",
         requests,
@@ -309,9 +353,12 @@ def validate_extract(
         counts,
         max_quarantined=int(max_quarantine_share * extracted_requests),
     )
-    requests = requests.drop(columns=["_raw_shift_start", "_raw_requested_at", "_raw_shift_hours"])
+    lost = checked[~checked["_row"].isin(requests["_row"])]
+    del checked
+    raw_columns = [c for c in requests.columns if c.startswith("_raw_")]
+    requests = requests.drop(columns=raw_columns)
     quarantines.append(q)
-    counts["shift_requests"] = _count(extracted_requests, requests, q)
+    counts["shift_requests"] = _count(extracted_requests, requests, q, excluded_requests)
     share = len(q) / extracted_requests if extracted_requests else 0.0
     if share > max_quarantine_share:
         top = q["rule"].value_counts()
@@ -324,64 +371,198 @@ def validate_extract(
             outcomes,
             counts,
         )
+    impact = demand_impact.assess(
+        requests,
+        lost,
+        excluded_requests,
+        all_facilities,
+        facilities,
+        extract.as_of,
+        extract.as_of_utc,
+        agency_timezone,
+        late_cancellation_hours,
+        impact_window_days,
+        history_days,
+    )
+    del lost, excluded_requests
+    limit = max_quarantine_share if max_region_loss_share is None else max_region_loss_share
+    worst = demand_impact.region_loss_stop(impact.impact, limit)
+    if worst is not None:
+        region, role, region_share = worst
+        keys = q[q["detail"].notna()]
+        example = (
+            f" Example: {keys.iloc[0]['source_key']} ({keys.iloc[0]['detail']})."
+            if len(keys)
+            else ""
+        )
+        raise ValidationFailed(
+            f"Source table 'shift_requests' broke the batch rule 'max_region_loss_share': "
+            f"{region} {role} lost {region_share:.1%} of its last {impact_window_days} days' "
+            f"demand to quarantined requests, more than the allowed {limit:.0%} for one region "
+            f"and role (agency-wide {share:.1%} of rows were quarantined).{example} A plan for "
+            f"{region} {role} would be short by about that much; fix the rows and run again. "
+            "Nothing was published.",
+            outcomes,
+            counts,
+            impact=impact.impact,
+        )
 
-    nurses = parsing.parse_nurses(_whole(raw.pop("nurses")))
+    nurses = parsing.parse_nurses(
+        _whole(raw.pop("nurses"), samples, "nurses"), options=options("nurses")
+    )
     nurses = nurses[~(nurses["hired_on"] >= extract.as_of_utc.tz_localize(None).normalize())]
-    n_nurses = len(nurses)
+    nurses, excluded = _set_aside("nurses", nurses, excluded_parts)
+    n_nurses = len(nurses) + len(excluded)
     nurses, q = _apply("nurses", nurses, suites.nurse_rules(), context, outcomes, counts)
     quarantines.append(q)
-    counts["nurses"] = _count(n_nurses, nurses, q)
+    counts["nurses"] = _count(n_nurses, nurses, q, excluded)
 
-    offers = _parse_in_chunks(raw.pop("shift_offers"), parsing.parse_shift_offers, agency_timezone)
+    offers = _parse_in_chunks(
+        raw.pop("shift_offers"),
+        samples,
+        "shift_offers",
+        parsing.parse_shift_offers,
+        agency_timezone,
+        options=options("shift_offers"),
+    )
     offers = offers[~(offers["offered_at"] >= extract.as_of_utc)]
-    n_offers = len(offers)
-    if n_offers:
+    offers, excluded = _set_aside("shift_offers", offers, excluded_parts)
+    n_offers = len(offers) + len(excluded)
+    if len(offers):
         offers, q = _apply(
             "shift_offers", offers, suites.shift_offer_rules(), context, outcomes, counts
         )
         quarantines.append(q)
     else:
         q = pd.DataFrame(columns=QUARANTINE_COLUMNS)
-    counts["shift_offers"] = _count(n_offers, offers, q)
+    counts["shift_offers"] = _count(n_offers, offers, q, excluded)
 
     quarantine = pd.concat(
         [x for x in quarantines if len(x)] or [quarantines[0]], ignore_index=True
     )
     tables = {
-        "facilities": facilities,
+        "facilities": _without_raw(facilities),
         "shift_requests": requests,
-        "nurses": nurses,
-        "shift_offers": offers,
+        "nurses": _without_raw(nurses),
+        "shift_offers": _without_raw(offers),
     }
     for name, c in counts.items():
         logger.info(
-            "%s: %d extracted, %d used, %d quarantined",
+            "%s: %d extracted, %d used, %d quarantined, %d excluded",
             name,
             c["extracted"],
             c["used"],
             c["quarantined"],
+            c["excluded"],
         )
-    return ValidationResult(tables, quarantine, counts, outcomes)
+    excluded_summary = (
+        pd.concat(excluded_parts, ignore_index=True)
+        if excluded_parts
+        else pd.DataFrame(columns=EXCLUDED_COLUMNS)
+    )
+    return ValidationResult(tables, quarantine, counts, outcomes, impact, excluded_summary, samples)
 
 
-def _whole(table: RawTable) -> pd.DataFrame:
+def _without_raw(frame: pd.DataFrame) -> pd.DataFrame:
+    """A used table without the source's text kept for quarantine details (``_raw_*``)."""
+    return frame.drop(columns=[c for c in frame.columns if c.startswith("_raw_")])
+
+
+def validate_with_settings(extract: SourceExtract, settings: Settings) -> ValidationResult:
+    """:func:`validate_extract` with the thresholds of ``settings`` (the weekly run's and
+    ``staffcast validate``'s one call)."""
+    return validate_extract(
+        extract,
+        settings.agency_timezone,
+        settings.max_quarantine_share,
+        settings.recent_days_required,
+        late_cancellation_hours=settings.late_cancellation_hours,
+        impact_window_days=settings.impact_window_days,
+        history_days=settings.history_days,
+        max_region_loss_share=settings.max_region_loss_share,
+    )
+
+
+def _set_aside(
+    table: str, frame: pd.DataFrame, summaries: list[pd.DataFrame]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(in scope, excluded) rows of a parsed table; the excluded rows' values are summarised
+    into ``summaries`` (table, column, value, rows)."""
+    if "_excluded" not in frame.columns:
+        return frame, frame.iloc[0:0]
+    mask = frame["_excluded"].fillna(False).to_numpy(dtype=bool)
+    kept = frame[~mask].drop(columns=["_excluded"])
+    if not mask.any():
+        return kept, kept.iloc[0:0]
+    excluded = frame[mask].drop(columns=["_excluded"])
+    reasons = [c for c in ("role", "facility_type", "status", "response") if c in excluded]
+    for column in reasons[:1]:
+        values = excluded[column].astype(object).fillna("(blank)").astype(str).value_counts()
+        summaries.append(
+            pd.DataFrame(
+                {
+                    "source_table": table,
+                    "column": column,
+                    "value": values.index.astype(str),
+                    "rows": values.to_numpy().astype(int),
+                }
+            )
+        )
+    if not reasons:
+        summaries.append(
+            pd.DataFrame(
+                {"source_table": [table], "column": [""], "value": [""], "rows": [int(mask.sum())]}
+            )
+        )
+    return kept, excluded
+
+
+def _whole(table: RawTable, samples: dict[str, dict[str, list[str]]], name: str) -> pd.DataFrame:
     """A raw table as one frame (streamed chunks joined; small tables only)."""
     chunks = list(table_chunks(table))
+    if chunks:
+        _keep_samples(samples, name, chunks[0])
     return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
 
 
 def _parse_in_chunks(
-    table: RawTable, parse: Callable[..., pd.DataFrame], *args: Any
+    table: RawTable,
+    samples: dict[str, dict[str, list[str]]],
+    name: str,
+    parse: Callable[..., pd.DataFrame],
+    *args: Any,
+    **kwargs: Any,
 ) -> pd.DataFrame:
     """Parse a raw table chunk by chunk, so its text never sits in memory all at once."""
     parts, offset = [], 0
     for chunk in table_chunks(table):
-        parts.append(parse(chunk, *args, row_offset=offset))
+        if offset == 0:
+            _keep_samples(samples, name, chunk)
+        parts.append(parse(chunk, *args, row_offset=offset, **kwargs))
         offset += len(chunk)
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
-def _count(extracted: int, used: pd.DataFrame, quarantine: pd.DataFrame) -> dict[str, int]:
+def _keep_samples(samples: dict[str, dict[str, list[str]]], name: str, chunk: pd.DataFrame) -> None:
+    """A few distinct values per column of a table's first chunk, as the source gave them."""
+    kept: dict[str, list[str]] = {}
+    for column in chunk.columns:
+        values = chunk[column].dropna().head(1000).astype(str).drop_duplicates().head(_SAMPLES)
+        kept[str(column)] = [str(v) for v in values]
+    samples[name] = kept
+
+
+def _count(
+    extracted: int,
+    used: pd.DataFrame,
+    quarantine: pd.DataFrame,
+    excluded: pd.DataFrame | None = None,
+) -> dict[str, int]:
     """Rows of one table: ``extracted`` is counted before the rules ran, independently of the
-    split, so that extracted = used + quarantined is a check and not a definition."""
-    return {"extracted": extracted, "used": len(used), "quarantined": len(quarantine)}
+    split, so that extracted = used + quarantined + excluded is a check and not a definition."""
+    return {
+        "extracted": extracted,
+        "used": len(used),
+        "quarantined": len(quarantine),
+        "excluded": 0 if excluded is None else len(excluded),
+    }

@@ -106,9 +106,11 @@ def write_folder(tables: Tables, folder: Path) -> str:
     return str(folder)
 
 
-def validate(source: str, max_share: float = 0.10) -> ValidationResult:
+def validate(
+    source: str, max_share: float = 0.10, max_region_loss: float | None = None
+) -> ValidationResult:
     extract = open_source(source, AS_OF, TZ)
-    return validate_extract(extract, TZ, max_share, 14)
+    return validate_extract(extract, TZ, max_share, 14, max_region_loss_share=max_region_loss)
 
 
 def quarantined(result: ValidationResult) -> dict[tuple[str, str], str]:
@@ -138,6 +140,7 @@ class Case:
     stop: str | None = None  # regex the stop message must match
     check: Callable[[ValidationResult], None] | None = None  # for repaired inputs
     max_share: float = 0.10  # share of quarantined requests that stops the run (SPEC default)
+    max_region_loss: float | None = None  # share of one region's demand (default: max_share)
 
 
 def _drop_column(table: str, column: str) -> Callable[[Tables], None]:
@@ -269,6 +272,12 @@ def _too_many_bad(tables: Tables) -> None:
     frame.loc[frame.index % 4 == 0, "role"] = "CNA"
 
 
+def _check_abbreviated_zone(result: ValidationResult) -> None:
+    facilities = result.tables["facilities"].set_index("facility_id")
+    assert facilities.loc["F3", "timezone"] == "America/Chicago"
+    assert result.quarantine.empty
+
+
 def _bad_offer(tables: Tables) -> None:
     tables["shift_offers"].loc[1, "response"] = "maybe"
 
@@ -292,12 +301,12 @@ CASES = [
     Case(
         "one value of the wrong type",
         lambda t: set_request(t, "R00005", shift_hours="twelve"),
-        quarantine={("shift_requests", "R00005"): "shift_hours_missing"},
+        quarantine={("shift_requests", "R00005"): "shift_hours_unparseable"},
     ),
     Case(
         "a whole column of the wrong type",
         _whole_column_wrong_type,
-        stop=r"max_quarantine_share.*shift_hours_missing.*example",
+        stop=r"max_quarantine_share.*shift_hours_unparseable.*example",
     ),
     Case(
         "unparseable shift_start",
@@ -340,6 +349,22 @@ CASES = [
         _facility("timezone", "Mars/Olympus"),
         quarantine={("facilities", "F3"): "timezone_valid"},
         max_share=0.5,
+        max_region_loss=1.0,  # F3 is South's only facility: all of its demand is lost
+    ),
+    Case(
+        "facility zone as an abbreviation",
+        _facility("timezone", "cst"),
+        check=_check_abbreviated_zone,
+    ),
+    Case(
+        "a request without a role",
+        lambda t: set_request(t, "R00018", role=None),
+        quarantine={("shift_requests", "R00018"): "role_missing"},
+    ),
+    Case(
+        "a US shift_start and no format for it",
+        lambda t: set_request(t, "R00019", shift_start="02/20/2025 07:00 AM"),
+        quarantine={("shift_requests", "R00019"): "shift_start_unparseable"},
     ),
     Case(
         "shift_hours 0",
@@ -409,9 +434,9 @@ def test_catalogue(case: Case, form: str, tmp_path: Path) -> None:
     )
     if case.stop is not None:
         with pytest.raises(ValidationFailed, match=case.stop):
-            validate(source, case.max_share)
+            validate(source, case.max_share, case.max_region_loss)
         return
-    result = validate(source, case.max_share)
+    result = validate(source, case.max_share, case.max_region_loss)
     for table, (extracted, used, quarantined_rows) in ((t, result.rows(t)) for t in result.counts):
         assert extracted == used + quarantined_rows, table
     if case.quarantine is not None:

@@ -27,6 +27,12 @@ REPAIRABLE = {
     "shift_start without offset": lambda r: {"shift_start": r["shift_start"][:19]},
     "requested_at with Z": lambda r: {"requested_at": r["requested_at"].replace("+00:00", "Z")},
     "shift_hours as text": lambda r: {"shift_hours": f" {r['shift_hours']:g} "},
+    "shift_start in PostgreSQL's text form": lambda r: {  # 2025-02-05 07:00:00-06
+        "shift_start": r["shift_start"].replace("T", " ")[:-3]
+    },
+    "requested_at with fractional seconds": lambda r: {
+        "requested_at": r["requested_at"].replace("+00:00", ".000000+00:00")
+    },
 }
 UNREPAIRABLE = {
     "role not a nurse role": lambda r: {"role": "CNA"},
@@ -42,6 +48,9 @@ UNREPAIRABLE = {
     },
     "cancelled without time": lambda r: {"status": "cancelled", "cancelled_at": None},
     "no request_id": lambda r: {"request_id": None},
+    "no role": lambda r: {"role": None},
+    "blank shift_start": lambda r: {"shift_start": "  "},
+    "no status": lambda r: {"status": ""},
 }
 KINDS = sorted(REPAIRABLE) + sorted(UNREPAIRABLE)
 N_ROWS = len(clean_agency()["shift_requests"])
