@@ -38,8 +38,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
-from data_contracts.summary import markdown_summary, summary_frame
-from data_contracts.validate import ValidationResult, validate_extract
+from data_contracts.summary import impact_markdown, markdown_summary, summary_frame
+from data_contracts.validate import ValidationResult, validate_with_settings
 from models import demand as demand_model
 from models.calendar import HolidayCalendar
 from models.forecasting import (
@@ -75,6 +75,7 @@ from staffcast.errors import (
     StaffcastError,
     ValidationFailed,
 )
+from staffcast.mapping import SourceMapping, load_mapping
 from staffcast.settings import Settings
 from staffcast.source import SourceExtract, redact_url
 from staffcast.source_files import open_source
@@ -111,6 +112,9 @@ class RunSummary:
     series: int
     stages: dict[str, dict[str, float | None]]
     targets_csv_path: str = ""
+    rows_excluded: int = 0
+    warnings: tuple[str, ...] = ()
+    """Sentences about demand the plan may miss (bad rows hiding a region's requests)."""
 
 
 def today_in(zone: str) -> date:
@@ -132,9 +136,12 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(retry_condition_fn=_is_transient, **TASK_OPTIONS)
-def extract(source_url: str, as_of: date, agency_timezone: str) -> SourceExtract:
-    """Read the needed columns of the source tables (database URL or folder of files)."""
-    result = open_source(source_url, as_of, agency_timezone)
+def extract(
+    source_url: str, as_of: date, agency_timezone: str, mapping: SourceMapping | None = None
+) -> SourceExtract:
+    """Read the needed columns of the source tables (database URL or folder of files), through
+    the agency's source mapping when it has one."""
+    result = open_source(source_url, as_of, agency_timezone, mapping)
     get_run_logger().info("Extracted rows: %s", result.rows())
     return result
 
@@ -142,16 +149,18 @@ def extract(source_url: str, as_of: date, agency_timezone: str) -> SourceExtract
 @task(**TASK_OPTIONS)
 def validate(source: SourceExtract, settings: Settings) -> ValidationResult:
     """Run the data contracts; stops the run on batch-level failures."""
-    result = validate_extract(
-        source,
-        settings.agency_timezone,
-        settings.max_quarantine_share,
-        settings.recent_days_required,
-    )
+    result = validate_with_settings(source, settings)
     extracted, used, quarantined = result.rows("shift_requests")
-    get_run_logger().info(
-        "shift_requests: %d extracted = %d used + %d quarantined", extracted, used, quarantined
+    logger = get_run_logger()
+    logger.info(
+        "shift_requests: %d extracted = %d used + %d quarantined + %d excluded",
+        extracted,
+        used,
+        quarantined,
+        result.excluded_rows("shift_requests"),
     )
+    for warning in result.impact.warnings():
+        logger.warning("Data quality: %s", warning)
     return result
 
 
@@ -159,7 +168,8 @@ def validate(source: SourceExtract, settings: Settings) -> ValidationResult:
 def build_demand(
     validated: ValidationResult, source: SourceExtract, settings: Settings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Daily demand history per facility and role, and requests booked for later days."""
+    """Daily demand history per facility and role, and requests booked for later days;
+    quarantined requests whose facility and date are known are put back (impute_lost_demand)."""
     return demand_model.daily_demand(
         validated.tables["shift_requests"],
         validated.tables["facilities"],
@@ -167,6 +177,7 @@ def build_demand(
         source.as_of_utc,
         settings.history_days,
         settings.late_cancellation_hours,
+        imputed=validated.impact.imputed if settings.impute_lost_demand else None,
     )
 
 
@@ -454,13 +465,15 @@ def weekly_forecast(
     reporting_url: str | None = None,
     horizon_days: int | None = None,
     scenarios: list[str] | None = None,
+    source_mapping: str | None = None,
 ) -> RunSummary:
     """Forecast demand, size on-call pools and hiring targets, and publish them.
 
     Parameters default to the settings (``STAFFCAST_*``): as_of to today in the agency's zone,
     the source to the demo database, the reporting database to ``.staffcast/reporting.db``.
     ``scenarios`` ('name:parameter=value,...', see :func:`models.plan.parse_scenario`) are
-    planned and stored beside 'base'.
+    planned and stored beside 'base'. ``source_mapping`` is the YAML file mapping the agency's
+    own tables, columns and codes (default: the setting; none: staffcast's own names).
     """
     updates = {
         k: v
@@ -469,6 +482,7 @@ def weekly_forecast(
             "reporting_url": reporting_url,
             "horizon_days": horizon_days,
             "scenarios": tuple(scenarios) if scenarios is not None else None,
+            "source_mapping": Path(source_mapping) if source_mapping is not None else None,
         }.items()
         if v is not None
     }
@@ -476,6 +490,7 @@ def weekly_forecast(
     what_ifs = _parse_scenarios(settings.scenarios)
     _check_region_staffing(settings)
     config = engine_config(settings)  # a bad holiday or model setting stops before any work
+    mapping = load_mapping(settings.source_mapping) if settings.source_mapping else None
     as_of = as_of or today_in(settings.agency_timezone)
     logger = get_run_logger()
     src_url, rep_url = settings.resolved_source_url, settings.resolved_reporting_url
@@ -516,11 +531,13 @@ def weekly_forecast(
             retry_delay_seconds=settings.source_retry_delay_seconds,
         )
         source = stages.run(
-            "extract", extract_with_retries, src_url, as_of, settings.agency_timezone
+            "extract", extract_with_retries, src_url, as_of, settings.agency_timezone, mapping
         )
         validated = stages.run("validate", validate, source, settings)
         _data_quality_artifact(
             markdown_summary(validated.outcomes, validated.counts, quarantine=validated.quarantine)
+            + "\n\n"
+            + impact_markdown(validated.impact.impact, validated.excluded)
         )
         history, booked = stages.run("demand", build_demand, validated, source, settings)
         forecast, evaluation, backtest_errors = stages.run(
@@ -539,10 +556,12 @@ def weekly_forecast(
             "plan", plan, simulation, validated, as_of, settings, config.calendar, what_ifs
         )
         extracted, used, quarantined = validated.rows("shift_requests")
+        excluded = validated.excluded_rows("shift_requests")
         counts = {
             "rows_extracted": extracted,
             "rows_used": used,
             "rows_quarantined": quarantined,
+            "rows_excluded": excluded,
         }
         tables = _publishable(validated, history, simulation, forecast, evaluation, staffing)
         stages.run("publish", publish, rep_url, run_id, tables, counts)
@@ -566,16 +585,19 @@ def weekly_forecast(
         int(history["series_id"].nunique()),
         stages.timings,
         str(Path(targets_csv).resolve()),
+        excluded,
+        tuple(validated.impact.warnings()),
     )
     create_markdown_artifact(_markdown(summary, staffing), key="weekly-forecast-summary")
     _table_artifacts(staffing)
     stages.progress(1.0, "Weekly run: published")
     logger.info(
-        "Published run %s: rows extracted %d = used %d + quarantined %d",
+        "Published run %s: rows extracted %d = used %d + quarantined %d + excluded %d",
         run_id,
         extracted,
         used,
         quarantined,
+        excluded,
     )
     return summary
 
@@ -594,9 +616,15 @@ def _record_stop(engine: sa.Engine, run_id: str, exc: ValidationFailed) -> None:
     """
     try:
         publishing.record_validation(
-            engine, run_id, summary_frame(exc.outcomes, exc.counts, stopped=str(exc))
+            engine,
+            run_id,
+            summary_frame(exc.outcomes, exc.counts, stopped=str(exc)),
+            impact=exc.impact,
         )
-        _data_quality_artifact(markdown_summary(exc.outcomes, exc.counts, stopped=str(exc)))
+        markdown = markdown_summary(exc.outcomes, exc.counts, stopped=str(exc))
+        if exc.impact is not None:
+            markdown += "\n\n" + impact_markdown(exc.impact)
+        _data_quality_artifact(markdown)
     except Exception:  # noqa: BLE001 - e.g. an unreachable Prefect API must not hide the stop
         get_run_logger().warning("Could not keep the validation summary", exc_info=True)
 
@@ -628,6 +656,7 @@ def _publishable(
         "demand_history": observed,
         "quarantined_row": validated.quarantine,
         "validation_result": summary_frame(validated.outcomes, validated.counts),
+        "data_quality_impact": validated.impact.impact,
         "demand_forecast": facility.drop(columns=["series_id", "region"]),
         "regional_forecast": regional,
         "model_evaluation": evaluation.drop(columns=["series_id"]),
@@ -679,8 +708,11 @@ def _markdown(summary: RunSummary, staffing: StaffingPlan) -> str:
         f"# staffcast weekly run {summary.run_id} (as of {summary.as_of})",
         "",
         f"Rows extracted {summary.rows_extracted} = used {summary.rows_used} + "
-        f"quarantined {summary.rows_quarantined}; {summary.series} series forecast.",
+        f"quarantined {summary.rows_quarantined} + excluded {summary.rows_excluded}; "
+        f"{summary.series} series forecast.",
         "",
+        *[f"**Warning:** {w}" for w in summary.warnings],
+        *([""] if summary.warnings else []),
         "| region | role | current pool | target pool | hires needed | recruit by |",
         "|---|---|---|---|---|---|",
     ]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.exc import DBAPIError
 
+    from staffcast.mapping import SourceMapping
     from staffcast.settings import Settings
     from staffcast.source import SourceExtract
 
@@ -74,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the weekly flow once")
     run.add_argument("--as-of", type=_date, help="first forecast day (default: today)")
     run.add_argument("--source", help="SQLAlchemy URL of the operational database")
+    run.add_argument(
+        "--mapping",
+        type=Path,
+        help="YAML source mapping: the agency's own tables, columns and codes "
+        "(default: STAFFCAST_SOURCE_MAPPING; see docs/source-contract.md)",
+    )
     run.add_argument("--reporting", help="SQLAlchemy URL of the reporting database")
     run.add_argument("--horizon", type=int, help="forecast horizon in days (default 182)")
     run.add_argument(
@@ -100,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--as-of", type=_date, help="the run's first day (default: today in the agency's zone)"
+    )
+    check.add_argument(
+        "--mapping",
+        type=Path,
+        help="YAML source mapping (default: STAFFCAST_SOURCE_MAPPING; see docs/source-contract.md)",
     )
 
     fc = commands.add_parser("forecast", help="forecast any daily series in long format")
@@ -234,6 +246,7 @@ def _run(args: argparse.Namespace) -> int:
         reporting_url=args.reporting,
         horizon_days=args.horizon,
         scenarios=_scenarios(args),
+        source_mapping=str(args.mapping) if args.mapping is not None else None,
     )
     _print_summary(summary)
     return 0
@@ -291,7 +304,7 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     print(
         f"\nPublished run {summary.run_id} (as of {summary.as_of}).\n"
         f"  shift_requests: {summary.rows_extracted} extracted = {summary.rows_used} used + "
-        f"{summary.rows_quarantined} quarantined\n"
+        f"{summary.rows_quarantined} quarantined + {summary.rows_excluded} excluded\n"
         f"  series forecast: {summary.series}\n"
         f"  reporting database: {summary.reporting_url}\n"
         f"  report: {summary.report_path}\n"
@@ -299,42 +312,84 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
         "  stages: "
         + ", ".join(f"{name} {m['seconds']:.1f} s" for name, m in summary.stages.items())
     )
+    for warning in summary.warnings:
+        print(f"  Warning: {warning}")
 
 
 def _validate(args: argparse.Namespace) -> int:
     """The data contracts alone, without Prefect: exit 0 when the data is usable (quarantined
-    rows included), 1 when a batch rule stops it (the summary still goes to stdout)."""
-    from data_contracts.summary import format_summary
-    from data_contracts.validate import validate_extract
+    rows included), 1 when a batch rule stops it (the summary still goes to stdout).
+
+    Prints the mapping in use, a few sample values per column as the source gave them, rows per
+    table (extracted = used + quarantined + excluded), the rules broken, and the demand that
+    quarantined and excluded rows would have carried.
+    """
+    from data_contracts.summary import format_summary, impact_text
+    from data_contracts.validate import validate_with_settings
+    from staffcast.mapping import load_mapping
     from staffcast.settings import Settings
     from staffcast.source import redact_url
 
     settings = Settings()
+    if args.mapping is not None:
+        settings = settings.model_copy(update={"source_mapping": args.mapping})
     zone = settings.agency_timezone
     as_of = args.as_of or datetime.now(ZoneInfo(zone)).date()
+    mapping = load_mapping(settings.source_mapping) if settings.source_mapping else None
     header = (
         f"staffcast validate: source {redact_url(args.source)}, as of {as_of} "
         f"(rows before midnight {zone})\n"
     )
+    described = mapping.describe() if mapping is not None else ""
     try:
-        extract = _open_source_with_retries(args.source, as_of, settings)
-        result = validate_extract(
-            extract, zone, settings.max_quarantine_share, settings.recent_days_required
-        )
+        extract = _open_source_with_retries(args.source, as_of, settings, mapping)
+        header += _mapping_text(settings.source_mapping, extract.described or described)
+        result = validate_with_settings(extract, settings)
     except ValidationFailed as exc:
-        print(header + format_summary(exc.outcomes, exc.counts, stopped=str(exc)))
+        if "Mapping:" not in header:
+            header += _mapping_text(settings.source_mapping, described)
+        lost = impact_text(exc.impact) if exc.impact is not None else None
+        print(header + format_summary(exc.outcomes, exc.counts, stopped=str(exc), impact=lost))
         raise
-    print(header + format_summary(result.outcomes, result.counts, quarantine=result.quarantine))
+    lost = impact_text(result.impact.impact, result.excluded)
+    print(
+        header
+        + _samples_text(result.samples)
+        + format_summary(result.outcomes, result.counts, quarantine=result.quarantine, impact=lost)
+    )
     return 0
 
 
-def _open_source_with_retries(source: str, as_of: date, settings: Settings) -> SourceExtract:
+def _mapping_text(path: Path | None, described: str) -> str:
+    """The mapping in use, for the validate header."""
+    if path is None:
+        return "Mapping: none (staffcast's own table and column names).\n\n"
+    body = "\n".join(f"  {line}" for line in described.splitlines() if line.strip())
+    return f"Mapping: {path}\n{body}\n\n"
+
+
+def _samples_text(samples: dict[str, dict[str, list[str]]], width: int = 60) -> str:
+    """A few values per column as the source gave them (first rows read)."""
+    lines = ["Sample values per column (as read, before repairs):"]
+    for table, columns in samples.items():
+        lines.append(f"  {table}:")
+        for column, values in columns.items():
+            shown = ", ".join(repr(v) for v in values) or "(all missing)"
+            if len(shown) > width:
+                shown = shown[: width - 3] + "..."
+            lines.append(f"    {column}: {shown}")
+    return "\n".join(lines) + "\n\n"
+
+
+def _open_source_with_retries(
+    source: str, as_of: date, settings: Settings, mapping: SourceMapping | None = None
+) -> SourceExtract:
     """open_source, tried again (settings.source_retries times) while the database may answer."""
     from staffcast.source_files import open_source
 
     for attempt in range(settings.source_retries + 1):
         try:
-            return open_source(source, as_of, settings.agency_timezone)
+            return open_source(source, as_of, settings.agency_timezone, mapping)
         except SourceUnavailable as exc:
             if not exc.transient or attempt == settings.source_retries:
                 raise

@@ -1,70 +1,151 @@
 """Read what the pipeline needs from the operational database, as of a date.
 
 Only the columns listed in :data:`SOURCE_COLUMNS` are ever selected: never names, phone numbers
-or free text (minimum necessary). Rows are cut at the run's ``as_of`` instant (SPEC §2): the SQL
-query keeps a one-day safety margin, because timestamps may be stored as text with any UTC
-offset, and :func:`apply_as_of` makes the exact cut after parsing.
+or free text (minimum necessary). The source mapping (:mod:`staffcast.mapping`) says where each
+table and column is in the agency's database; the SQL is built from it::
 
-The query functions take an open SQLAlchemy connection; they never create engines or sessions.
+    SELECT "shift_id" AS "request_id", ..., (EXTRACT(EPOCH FROM end_time - start_time) / 3600)
+        AS "shift_hours" FROM "scheduling"."shifts" WHERE <as_of cut>
+
+(a mapped ``query`` is read as ``FROM (query) AS "src"``). Columns carry staffcast's names.
+
+Decisions:
+
+- **Shape first, all problems at once.** Before any row is read, every table and column is
+  checked: tables with the inspector, SQL expressions and queries with a ``... LIMIT 0`` probe.
+  One :class:`ValidationFailed` lists every missing table (with what the database has and close
+  matches) and every missing column of every table (with the columns it has and close matches),
+  or the database's own message for a query or expression that fails. The rule names
+  (``required_tables``, ``required_columns``) and ``Source table '<name>'`` stay in the text:
+  the validation summary reads them (``data_contracts.summary.stop_outcome``).
+- **Native types.** PostgreSQL is read through the ADBC PostgreSQL driver, ``COPY`` streamed
+  into Arrow record batches: timestamps (with and without zone), dates, booleans, integers and
+  ``numeric(p, s)`` arrive typed (pandas ``ArrowDtype``; text as ``string[pyarrow]``), never
+  cast to text. ``numeric`` without a precision (``EXTRACT(EPOCH FROM ...) / 3600``) arrives as
+  float64 for shift_hours and as its exact decimal text for ids. shift_requests
+  and shift_offers are streamed in chunks (:class:`StreamedTable`), the small tables read whole.
+  SQLite is read through ADBC SQLite with every value cast to text (SQLite has no timestamp
+  types, and any value may sit in any column). Other dialects go through SQLAlchemy.
+- **The as_of cut runs in SQL, in the column's own type** (timestamptz, timestamp, date or
+  text, from the catalog for table columns and from the probe for expressions and queries), so
+  an index on requested_at serves it: ``requested_at < CAST('2025-11-04T06:00:00+00:00' AS
+  timestamptz) OR requested_at IS NULL``. The query keeps a one-day margin; the exact cut
+  happens after parsing (``data_contracts.validate``). A naive ``timestamp`` is compared with
+  the later of the agency's local and the UTC wall time a day after as_of; a ``date`` with the
+  day after as_of (hired_on: as_of itself, exact); text keeps today's rule, and keeps rows whose
+  text does not start like an ISO date so that validation quarantines them instead of the query
+  dropping them unseen. A cut column of another type (an epoch number) is not cut in SQL.
+  On PostgreSQL the bound is written as a typed literal that staffcast formats itself from a
+  date, not as a bind parameter: the ADBC driver cannot ``COPY``-stream a query with parameters
+  (it buffers the whole result; 3 million rows took 1.4 GB instead of 0.2 GB). The plan is the
+  same: the index is used.
+- **Read-only.** The ADBC PostgreSQL session is set read-only; a mapped query is wrapped as a
+  sub-query, so it is one SELECT.
+
+The query functions take an open SQLAlchemy connection; they never create engines or sessions
+(the PostgreSQL reader opens its own ADBC connections from the connection's URL).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from data_contracts.parsing import ParseOptions
 from staffcast.errors import SourceUnavailable, ValidationFailed
+from staffcast.mapping import (
+    IDENTITY,
+    OPTIONAL_TABLES,
+    SOURCE_COLUMNS,
+    ColumnSource,
+    SourceMapping,
+    TableMapping,
+    close_matches,
+)
 
-SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "facilities": (
-        "facility_id",
-        "facility_type",
-        "region",
-        "timezone",
-        "active_from",
-        "active_to",
-    ),
-    "shift_requests": (
-        "request_id",
-        "facility_id",
-        "role",
-        "shift_start",
-        "shift_hours",
-        "requested_at",
-        "status",
-        "cancelled_at",
-    ),
-    "nurses": ("nurse_id", "role", "region", "on_call", "hired_on", "separated_on"),
-    "shift_offers": ("request_id", "offered_at", "response"),
-}
-"""The columns staffcast reads from each source table, and nothing else."""
+__all__ = [
+    "OPTIONAL_TABLES",
+    "SOURCE_COLUMNS",
+    "STREAMED_TABLES",
+    "MissingColumn",
+    "RawTable",
+    "SourceExtract",
+    "StreamedTable",
+    "as_of_instant",
+    "connect_source",
+    "libpq_uri",
+    "listing",
+    "missing_columns_text",
+    "native_frame",
+    "read_source",
+    "redact_url",
+    "shape_stop",
+    "table_chunks",
+]
 
-OPTIONAL_TABLES = frozenset({"shift_offers"})
+logger = logging.getLogger(__name__)
+
 _CHUNK_ROWS = 200_000
 STREAMED_TABLES = frozenset({"shift_requests", "shift_offers"})
+"""Tables read in chunks (millions of rows); the others are read whole."""
+
+CUT_COLUMNS = {"shift_requests": "requested_at", "shift_offers": "offered_at", "nurses": "hired_on"}
+"""The column each table is cut on at as_of (rows that did not exist yet are left out)."""
+
+_NOTHING_PUBLISHED = "nothing was published"
+_LISTED = 40
 
 
 @dataclass(frozen=True)
 class StreamedTable:
-    """A source table read in chunks when iterated: millions of rows of text are never all in
-    memory at once (the contracts parse each chunk into compact typed columns)."""
+    """A source table read in chunks when iterated: millions of rows are never all in memory
+    at once (the contracts parse each chunk into compact typed columns).
 
-    database: str
+    ``driver`` is ``sqlite`` (``database`` a file path; every value text) or ``postgresql``
+    (``database`` a libpq URI, kept out of the repr: it may hold a password; values in their
+    native Arrow types, see :func:`native_frame`).
+    """
+
+    database: str = field(repr=False)
     sql: str
     params: tuple[str, ...]
     columns: tuple[str, ...]
     chunk_rows: int = 1_000_000
+    driver: str = "sqlite"
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
+        import adbc_driver_manager
+
+        try:
+            if self.driver == "postgresql":
+                yield from self._postgresql()
+            else:
+                yield from self._sqlite()
+        except adbc_driver_manager.Error as exc:
+            text = " ".join(str(exc).split())
+            password = sa.engine.make_url(self.database).password if "://" in self.database else ""
+            if password:
+                text = text.replace(str(password), "***")
+            raise SourceUnavailable(
+                f"Could not read the operational database ({text[:400]}). Check that it is "
+                f"reachable and that the user may read the source tables; {_NOTHING_PUBLISHED}.",
+                transient=isinstance(exc, adbc_driver_manager.OperationalError),
+            ) from None
+
+    def _sqlite(self) -> Iterator[pd.DataFrame]:
         import adbc_driver_sqlite.dbapi as adbc
 
         uri = f"file:{self.database}?mode=ro"
@@ -80,6 +161,23 @@ class StreamedTable:
             if empty:
                 yield pd.DataFrame(columns=list(self.columns), dtype="str")
 
+    def _postgresql(self) -> Iterator[pd.DataFrame]:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with (
+            adbc.connect(self.database, autocommit=True) as connection,
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            cursor.execute(self.sql, self.params or None)
+            reader = cursor.fetch_record_batch()
+            empty = True
+            for batch in reader:
+                empty = False
+                yield native_frame(batch)
+            if empty:
+                yield native_frame(reader.schema)
+
 
 RawTable: TypeAlias = pd.DataFrame | StreamedTable
 
@@ -92,6 +190,11 @@ def table_chunks(table: RawTable) -> Iterator[pd.DataFrame]:
         yield from table
 
 
+def _whole(table: RawTable) -> pd.DataFrame:
+    chunks = list(table_chunks(table))
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+
 @dataclass(frozen=True)
 class SourceExtract:
     """The raw rows of each source table that existed before ``as_of``, as read (or as they
@@ -101,7 +204,8 @@ class SourceExtract:
     source's native types (timestamps, dates, booleans, numbers). ``options`` holds, per table,
     how its values are read (value maps, excluded values, timestamp formats); a table without
     an entry uses :data:`data_contracts.parsing.DEFAULT_OPTIONS`. ``described`` is the mapping
-    in use, in words, for ``staffcast validate`` (empty without a mapping).
+    in use, in words, one line per table, for ``staffcast validate`` (empty for a database read
+    without a mapping; a folder adds a line naming each file and its delimiter).
     """
 
     as_of: date
@@ -122,113 +226,583 @@ def as_of_instant(as_of: date, agency_timezone: str) -> pd.Timestamp:
     return pd.Timestamp(local).tz_convert("UTC")
 
 
-def _missing_columns_error(table: str, missing: list[str], present: list[str]) -> ValidationFailed:
-    return ValidationFailed(
-        f"Source table '{table}' is missing required column(s) {', '.join(missing)} "
-        f"(rule: required_columns). It has: {', '.join(present) or 'no columns'}. Rename the "
-        "column(s) in the source or map them, then run again; nothing was published."
+# --- native Arrow values -------------------------------------------------------------------------
+
+
+_MEASURES = frozenset({"shift_hours"})
+"""Staffcast columns that are measures, not ids or codes (a ``numeric`` without precision is
+read as a float there; elsewhere it stays exact text)."""
+
+
+def _native_type(field_: pa.Field) -> pa.DataType:
+    """The Arrow type a PostgreSQL column is handed on as: the driver's, except for ``numeric``
+    (which the driver hands over as an opaque text extension type): ``decimal128(p, s)`` when
+    its precision is known, float64 for a measure (``EXTRACT(EPOCH ...) / 3600`` has none), else
+    the exact decimal text; other extension types become their storage type."""
+    kind = field_.type
+    if not isinstance(kind, pa.BaseExtensionType):
+        return kind
+    metadata = field_.metadata or {}
+    if metadata.get(b"POSTGRESQL:type") == b"numeric":
+        typmod = int(metadata.get(b"POSTGRESQL:typmod", b"-1"))
+        if typmod >= 4:
+            precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+            if 0 < precision <= 38:
+                return pa.decimal128(precision, scale)
+        if field_.name in _MEASURES:
+            return pa.float64()
+    return kind.storage_type
+
+
+def _native_array(field_: pa.Field, array: pa.Array) -> pa.Array:
+    wanted = _native_type(field_)
+    if isinstance(array.type, pa.BaseExtensionType):
+        array = array.storage
+    if array.type == wanted:
+        return array
+    try:
+        return pc.cast(array, wanted)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # NaN in a numeric(p, s): keep text
+        return array
+
+
+def _pandas_dtype(arrow_type: pa.DataType) -> Any:
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pd.StringDtype("pyarrow")
+    return pd.ArrowDtype(arrow_type)
+
+
+def native_frame(data: pa.RecordBatch | pa.Schema) -> pd.DataFrame:
+    """A record batch (or an empty one of a schema) as a frame of native typed columns: text as
+    ``string[pyarrow]``, everything else as ``ArrowDtype`` (int64 ids stay exact with nulls,
+    timestamps keep their zone or lack of one, dates stay dates)."""
+    if isinstance(data, pa.Schema):
+        arrays = [pa.array([], type=_native_type(f)) for f in data]
+        names = data.names
+    else:
+        arrays = [_native_array(f, a) for f, a in zip(data.schema, data.columns, strict=True)]
+        names = data.schema.names
+    table = pa.Table.from_arrays(arrays, names=names)
+    return table.to_pandas(types_mapper=_pandas_dtype)
+
+
+# --- what is missing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissingColumn:
+    """A staffcast column the source lacks: its source column (None when not mapped) or its
+    SQL expression with the database's error (``detail``)."""
+
+    column: str
+    source: str | None = None
+    detail: str = ""
+    expression: bool = False
+
+    def explain(self, table: str, present: list[str]) -> str:
+        """What is missing and what to do, in a clause."""
+        key = f"tables.{table}.columns"
+        if self.expression:
+            return (
+                f"{self.column} <- SQL {_short(self.source or '')} failed: the database says: "
+                f"{self.detail} (fix {key}.{self.column})"
+            )
+        wanted = self.source or self.column
+        close = close_matches(wanted, present, cutoff=0.7)
+        hint = f"close: {_quoted(close)}; " if close else ""
+        if self.source is None:
+            return f"no column '{self.column}' ({hint}map it under {key})"
+        looks_like_sql = re.search(r"[()]|\s[-+*/]\s", self.source) is not None
+        sql = ' (a SQL expression is written {sql: "..."})' if looks_like_sql else ""
+        return (
+            f"{self.column} is mapped to '{self.source}', which it does not have "
+            f"({hint}fix {key}.{self.column}){sql}"
+        )
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _short(sql: str, limit: int = 80) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def listing(names: Iterable[str], limit: int = _LISTED, empty: str = "nothing") -> str:
+    """Names for a message, the first ``limit`` of them."""
+    names = list(names)
+    if not names:
+        return empty
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def missing_columns_text(
+    table: str, where: str, missing: list[MissingColumn], present: list[str]
+) -> str:
+    """The sentence for one table's missing columns: ``Source table 'x' (where) is missing
+    required column(s) a, b (rule: required_columns): ... It has: ...``."""
+    details = "; ".join(m.explain(table, present) for m in missing)
+    return (
+        f"Source table '{table}'{where} is missing required column(s) "
+        f"{', '.join(m.column for m in missing)} (rule: required_columns): {details}. It has: "
+        f"{listing(present, empty='no columns')}."
     )
 
 
-def _select(conn: Connection, table: str, cutoff_column: str | None, cutoff: str) -> RawTable:
-    """Select the needed columns of ``table``; rows at or after ``cutoff`` (text) left out."""
-    inspector = sa.inspect(conn)
-    if not inspector.has_table(table):
-        if table in OPTIONAL_TABLES:
-            return pd.DataFrame(columns=list(SOURCE_COLUMNS[table]))
-        raise ValidationFailed(
-            f"Source table '{table}' does not exist in the operational database (rule: "
-            f"required_tables). staffcast needs facilities, shift_requests and nurses; "
-            "check the source URL and the table names. Nothing was published."
+def shape_stop(problems: list[str], mapping: SourceMapping) -> ValidationFailed:
+    """One stop for every missing table and column (each problem a sentence or two)."""
+    where = f"the source mapping '{mapping.origin}'" if mapping.origin else "a source mapping"
+    return ValidationFailed(
+        " ".join(problems) + f" Rename the tables or columns in the source, or map them in "
+        f"{where} (see docs/source-contract.md), then run again; {_NOTHING_PUBLISHED}."
+    )
+
+
+# --- the as_of cut -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """Where a table is cut at as_of, as a bound for each type the column may have."""
+
+    column: str
+    instant: pd.Timestamp  # timestamptz: a UTC instant
+    naive: datetime  # timestamp without zone
+    day: date  # date
+    text: str  # text holding ISO 8601
+
+
+def _cuts(as_of: date, instant: pd.Timestamp) -> dict[str, _Cut]:
+    """The cut of each table, one day after ``as_of`` (``instant``: its start, UTC), except a
+    date hired_on, cut exactly at as_of (as the text rule always did)."""
+    margin = instant + timedelta(days=1)
+    local_next = datetime.combine(as_of + timedelta(days=1), time.min)
+    naive = max(local_next, margin.tz_localize(None).to_pydatetime())
+    text = margin.strftime("%Y-%m-%dT%H:%M:%S")
+    return {
+        "shift_requests": _Cut("requested_at", margin, naive, as_of + timedelta(days=1), text),
+        "shift_offers": _Cut("offered_at", margin, naive, as_of + timedelta(days=1), text),
+        "nurses": _Cut("hired_on", margin, local_next, as_of, as_of.isoformat()),
+    }
+
+
+def _kind_of_type(kind: Any) -> str:
+    """A catalog type as the cut sees it: timestamptz, timestamp, date, text or other."""
+    if isinstance(kind, sa.DateTime):
+        return "timestamptz" if kind.timezone else "timestamp"
+    if isinstance(kind, sa.Date):
+        return "date"
+    if isinstance(kind, sa.String):
+        return "text"
+    return "other"
+
+
+_PG_KINDS = {1184: "timestamptz", 1114: "timestamp", 1082: "date", 25: "text", 1043: "text"}
+_PG_KINDS.update({1042: "text", 19: "text"})
+
+
+def _kind_of_code(dialect: str, code: Any) -> str:
+    """A probed column's type (a DBAPI type code) as the cut sees it (SQLite: always text, the
+    way it stores timestamps)."""
+    if dialect == "sqlite":
+        return "text"
+    if dialect == "postgresql" and isinstance(code, int):
+        return _PG_KINDS.get(code, "other")
+    return "other"
+
+
+# --- planning the SELECT -------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """The SELECT of one table: what to select under which name (and its type), from where."""
+
+    table: str
+    origin: str
+    source: str  # the FROM clause
+    items: list[tuple[str, str, str]]  # (SQL, staffcast name, kind)
+
+    def item(self, column: str) -> tuple[str, str] | None:
+        return next(((s, k) for s, c, k in self.items if c == column), None)
+
+
+class _Shape:
+    """Checks the source's shape against the mapping, collecting every problem."""
+
+    def __init__(self, conn: Connection, mapping: SourceMapping) -> None:
+        self.conn = conn
+        self.mapping = mapping
+        self.dialect = conn.dialect.name
+        self.inspector = sa.inspect(conn)
+        self.problems: list[str] = []
+        self._quote = conn.dialect.identifier_preparer.quote_identifier
+
+    def quote(self, name: str) -> str:
+        return str(self._quote(name))
+
+    def limit_0(self, sql: str) -> str:
+        if self.dialect in ("postgresql", "sqlite", "mysql", "mariadb", "duckdb"):
+            return f"{sql} LIMIT 0"
+        return f"{sql} WHERE 1 = 0"
+
+    def probe(self, sql: str) -> tuple[list[tuple[str, Any]], str | None]:
+        """Run ``sql`` (returning no rows): (column names and type codes, None), or ([], the
+        database's message) when it fails."""
+        runner = self.conn.execution_options(no_parameters=True)
+        try:
+            if self.dialect == "sqlite":  # a failed SELECT leaves SQLite's transaction usable
+                result = runner.exec_driver_sql(sql)
+                description = result.cursor.description if result.cursor else None
+                result.close()
+            else:
+                with self.conn.begin_nested():
+                    result = runner.exec_driver_sql(sql)
+                    description = result.cursor.description if result.cursor else None
+                    result.close()
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+            if state == "42501":  # insufficient privilege: not a shape problem
+                raise SourceUnavailable(
+                    f"The database user may not read what the source mapping names "
+                    f"({_database_says(exc)}). Grant it SELECT on the tables (or just the "
+                    f"columns) staffcast reads; {_NOTHING_PUBLISHED}."
+                ) from None
+            return [], _database_says(exc)
+        return [(str(d[0]), d[1]) for d in description or ()], None
+
+    def existing(self, schema: str | None) -> list[str]:
+        """Tables and views of ``schema`` (the default schema for None); [] when there is no
+        such schema."""
+        try:
+            names = self.inspector.get_table_names(schema=schema)
+            names += self.inspector.get_view_names(schema=schema)
+            if self.dialect == "postgresql":
+                names += self.inspector.get_materialized_view_names(schema=schema)
+        except (sa.exc.DBAPIError, NotImplementedError):
+            return []
+        return sorted(set(names))
+
+    def plan(self, table: str) -> _Plan | None:
+        """The SELECT of ``table``, or None after recording its problems (or when it is an
+        optional table the source lacks: then ``None`` with no problem)."""
+        mapped = self.mapping.table(table)
+        if mapped.query is not None:
+            origin = "query"
+            source = f"({mapped.query}) AS {self.quote('src')}"
+            found, error = self.probe(self.limit_0(f"SELECT * FROM {source}"))
+            if error is not None:
+                self.problems.append(
+                    f"Source table '{table}' (query) cannot be read (rule: required_tables): "
+                    f"the database says: {error} (fix tables.{table}.query)."
+                )
+                return None
+            present = {name: _kind_of_code(self.dialect, code) for name, code in found}
+        else:
+            origin = mapped.table or table
+            schema, _, name = origin.rpartition(".")
+            if not self._exists(name, schema or None):
+                if table in OPTIONAL_TABLES and not self.mapping.locates(table):
+                    return None
+                self.problems.append(self._missing_table(table, mapped, name, schema or None))
+                return None
+            columns = self.inspector.get_columns(name, schema=schema or None)
+            present = {
+                str(c["name"]): "text" if self.dialect == "sqlite" else _kind_of_type(c["type"])
+                for c in columns
+            }
+            source = (self.quote(schema) + "." if schema else "") + self.quote(name)
+        return self._columns(table, mapped, origin, source, present)
+
+    def _exists(self, name: str, schema: str | None) -> bool:
+        try:
+            return bool(self.inspector.has_table(name, schema=schema))
+        except sa.exc.DBAPIError:  # SQLite: no attached database of that name
+            return False
+
+    def _missing_table(
+        self, table: str, mapped: TableMapping, name: str, schema: str | None
+    ) -> str:
+        where = f" ({mapped.table})" if mapped.table else ""
+        there = self.existing(schema)
+        close = [f"{schema}.{n}" if schema else n for n in close_matches(name, there)]
+        for other in self._schemas():  # the same name in another schema
+            if other != schema and name in self.existing(other):
+                close.append(f"{other}.{name}")
+        hint = f"close: {_quoted(close)}; " if close else ""
+        if schema and not there and schema not in self._schemas():
+            has = (
+                f"there is no schema '{schema}' (schemas: {listing(self._schemas(), empty='none')})"
+            )
+        else:
+            holder = f"schema '{schema}'" if schema else "the database"
+            has = f"{holder} has: {listing(there, empty='no tables')}"
+        key = f"fix tables.{table}.table" if mapped.table else f"name it under tables.{table}.table"
+        needs = "" if mapped.table else " staffcast needs facilities, shift_requests and nurses."
+        return (
+            f"Source table '{table}'{where} does not exist in the operational database (rule: "
+            f"required_tables): {hint}{has} ({key}).{needs}"
         )
-    present = [c["name"] for c in inspector.get_columns(table)]
-    wanted = SOURCE_COLUMNS[table]
-    missing = [c for c in wanted if c not in present]
-    if missing:
-        raise _missing_columns_error(table, missing, present)
-    database = conn.engine.url.database
-    if conn.dialect.name == "sqlite" and database and database != ":memory:":
-        return _select_sqlite_arrow(database, table, wanted, cutoff_column, cutoff)
-    columns: list[sa.ColumnClause[Any]] = [sa.column(c) for c in wanted]
-    query = sa.select(*columns).select_from(sa.table(table, *columns))
-    if cutoff_column is not None:
-        # NULLs, and text that does not start like an ISO date, are kept so that validation
-        # can quarantine them with a reason instead of the query dropping them unseen.
-        cut: sa.ColumnClause[Any] = sa.column(cutoff_column)
-        keep = [cut < cutoff, cut.is_(None)]
-        types = {c["name"]: c["type"] for c in inspector.get_columns(table)}
-        if isinstance(types.get(cutoff_column), sa.String):
-            keep.append(sa.not_(cut.like("____-__-__%")))
-        query = query.where(sa.or_(*keep))
-    result = conn.execute(query)
+
+    def _schemas(self) -> list[str]:
+        if self.dialect == "sqlite":
+            return []
+        try:
+            names = self.inspector.get_schema_names()
+        except (sa.exc.DBAPIError, NotImplementedError):
+            return []
+        hidden = {"information_schema", "pg_catalog", "pg_toast"}
+        return [n for n in names if n not in hidden and not n.startswith("pg_temp")][:50]
+
+    def _columns(
+        self, table: str, mapped: TableMapping, origin: str, source: str, present: dict[str, str]
+    ) -> _Plan | None:
+        items: list[tuple[str, str, str]] = []
+        missing: list[MissingColumn] = []
+        folded: dict[str, list[str]] = {}
+        for name in present:
+            folded.setdefault(name.casefold(), []).append(name)
+        for column in SOURCE_COLUMNS[table]:
+            wanted: ColumnSource = mapped.source(column)
+            if wanted.sql is not None:
+                sql = f"({wanted.sql})"
+                probed = f"SELECT {sql} AS {self.quote(column)} FROM {source}"
+                found, error = self.probe(self.limit_0(probed))
+                if error is not None:
+                    missing.append(MissingColumn(column, wanted.sql, error, expression=True))
+                    continue
+                items.append((sql, column, _kind_of_code(self.dialect, found[0][1])))
+                continue
+            name = wanted.column or column
+            if name not in present:
+                same = folded.get(name.casefold(), [])
+                if len(same) != 1:  # not there, even ignoring case (or ambiguous)
+                    mapped_to = name if column in mapped.columns else None
+                    missing.append(MissingColumn(column, mapped_to))
+                    continue
+                name = same[0]
+            items.append((self.quote(name), column, present[name]))
+        if missing:
+            where = f" ({origin})" if origin != table else ""
+            self.problems.append(missing_columns_text(table, where, missing, list(present)))
+            return None
+        plan = _Plan(table, origin, source, items)
+        select = ", ".join(f"{s} AS {self.quote(c)}" for s, c, _ in items)
+        _, error = self.probe(self.limit_0(f"SELECT {select} FROM {source}"))
+        if error is not None:
+            self.problems.append(
+                f"Source table '{table}' ({origin}) cannot be read (rule: required_columns): "
+                f"the database says: {error} (check tables.{table} in the source mapping)."
+            )
+            return None
+        return plan
+
+
+def _database_says(exc: sa.exc.DBAPIError) -> str:
+    """The database's own error message in one line (its hint too, never the SQL)."""
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary:
+        hint = getattr(diag, "message_hint", None)
+        return " ".join(f"{primary}{f' (hint: {hint})' if hint else ''}".split())
+    text = str(orig if orig is not None else exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(orig).__name__
+    hints = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("HINT:")]
+    return " ".join(" ".join([first, *hints]).split())
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _cut_postgresql(sql: str, kind: str, cut: _Cut) -> str | None:
+    """The WHERE clause of the as_of cut on PostgreSQL: a typed literal staffcast formats from
+    a date (never user text), so the planner can use an index on the column."""
+    if kind == "timestamptz":
+        bound = f"CAST('{cut.instant.isoformat()}' AS timestamptz)"
+    elif kind == "timestamp":
+        bound = f"CAST('{cut.naive.isoformat(sep=' ')}' AS timestamp)"
+    elif kind == "date":
+        bound = f"CAST('{cut.day.isoformat()}' AS date)"
+    elif kind == "text":
+        text = f"CAST({sql} AS text)"
+        return (
+            f"{text} COLLATE \"C\" < '{cut.text}' OR {sql} IS NULL"
+            f" OR {text} !~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}'"
+        )
+    else:
+        return None
+    return f"{sql} < {bound} OR {sql} IS NULL"
+
+
+def _select_sql(plan: _Plan, quote: Any, where: str | None, text: bool = False) -> str:
+    items = (f"CAST({s} AS TEXT)" if text else s for s, _, _ in plan.items)
+    select = ", ".join(f"{s} AS {quote(c)}" for s, (_, c, _) in zip(items, plan.items, strict=True))
+    sql = f"SELECT {select} FROM {plan.source}"
+    return sql + (f" WHERE {where}" if where else "")
+
+
+def _read_postgresql(conn: Connection, plan: _Plan, cut: _Cut | None) -> RawTable:
+    quote = conn.dialect.identifier_preparer.quote_identifier
+    where = None
+    if cut is not None and (item := plan.item(cut.column)) is not None:
+        where = _cut_postgresql(item[0], item[1], cut)
+        if where is None:
+            logger.info("%s: %s is not a date or time; cut after parsing", plan.table, cut.column)
+    sql = _select_sql(plan, quote, where)
+    columns = tuple(c for _, c, _ in plan.items)
+    streamed = StreamedTable(libpq_uri(conn.engine.url), sql, (), columns, driver="postgresql")
+    return streamed if plan.table in STREAMED_TABLES else _whole(streamed)
+
+
+def _read_sqlite(database: str, plan: _Plan, cut: _Cut | None) -> RawTable:
+    """The selection read through ADBC SQLite straight into Arrow (5x faster, 3x less memory
+    than SQLAlchemy rows), every value as text."""
+
+    def quote(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    where: str | None = None
+    params: tuple[str, ...] = ()
+    if cut is not None and (item := plan.item(cut.column)) is not None:
+        # Text that does not start like an ISO date cannot be compared with the cutoff: it is
+        # kept, so that the contracts quarantine it instead of the query dropping it unseen.
+        column = item[0]
+        where = (
+            f"{column} < ? OR {column} IS NULL"
+            f" OR {column} NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
+        )
+        params = (cut.text,)
+    sql = _select_sql(plan, quote, where, text=True)
+    streamed = StreamedTable(database, sql, params, tuple(c for _, c, _ in plan.items))
+    return streamed if plan.table in STREAMED_TABLES else _whole(streamed)
+
+
+def _read_sqlalchemy(conn: Connection, plan: _Plan, cut: _Cut | None) -> pd.DataFrame:
+    """Any other dialect: the same SELECT through SQLAlchemy's DBAPI cursor, the cut bound as a
+    parameter of the column's type."""
+    quote = conn.dialect.identifier_preparer.quote_identifier
+    style = conn.dialect.paramstyle
+    marker = "\x00cut\x00"
+    where: str | None = None
+    value: Any = None
+    if cut is not None and (item := plan.item(cut.column)) is not None:
+        sql, kind = item
+        if kind == "text":
+            where = f"{sql} < {marker} OR {sql} IS NULL OR NOT ({sql} LIKE '____-__-__%')"
+            value = cut.text
+        elif kind in ("timestamptz", "timestamp", "date"):
+            where = f"{sql} < {marker} OR {sql} IS NULL"
+            value = {
+                "timestamptz": cut.instant.to_pydatetime(),
+                "timestamp": cut.naive,
+                "date": cut.day,
+            }[kind]
+    statement = _select_sql(plan, quote, where)
+    columns = [c for _, c, _ in plan.items]
+    if value is None:
+        result = conn.execution_options(no_parameters=True).exec_driver_sql(statement)
+    else:
+        if style in ("format", "pyformat"):  # a literal % (LIKE, user SQL) is written %%
+            statement = statement.replace("%", "%%")
+        placeholders = {"qmark": "?", "format": "%s", "numeric": ":1", "numeric_dollar": "$1"}
+        params: tuple[Any, ...] | dict[str, Any] = (value,)
+        if style in ("named", "pyformat"):
+            params = {"as_of_cut": value}
+        placeholder = placeholders.get(style, ":as_of_cut" if style == "named" else "%(as_of_cut)s")
+        result = conn.exec_driver_sql(statement.replace(marker, placeholder), params)
     # Plain DBAPI tuples in chunks: SQLAlchemy Row objects cost 4x more, and a chunk's Python
-    # objects are freed once it is a (compact, Arrow-backed) DataFrame.
+    # objects are freed once it is a DataFrame.
     chunks = []
     while result.cursor is not None:
         rows = result.cursor.fetchmany(_CHUNK_ROWS)
         if not rows:
             break
-        chunks.append(pd.DataFrame.from_records(rows, columns=list(wanted)))
+        chunks.append(pd.DataFrame.from_records(rows, columns=columns))
     result.close()
     if not chunks:
-        return pd.DataFrame(columns=list(wanted))
+        return pd.DataFrame(columns=columns)
     return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
 
 
-def _select_sqlite_arrow(
-    database: str, table: str, wanted: tuple[str, ...], cutoff_column: str | None, cutoff: str
-) -> RawTable:
-    """The same selection read through ADBC straight into Arrow (5x faster, 3x less memory).
-
-    Every column is read as text: SQLite lets any value sit in any column, and the contracts
-    parse and check types themselves. The large tables are streamed in chunks.
-    """
-
-    def quoted(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    select = ", ".join(f"CAST({quoted(c)} AS TEXT) AS {quoted(c)}" for c in wanted)
-    sql = f"SELECT {select} FROM {quoted(table)}"
-    params: tuple[str, ...] = ()
-    if cutoff_column is not None:
-        # Text that does not start like an ISO date cannot be compared with the cutoff: it is
-        # kept, so that the contracts quarantine it instead of the query dropping it unseen.
-        cut = quoted(cutoff_column)
-        sql += (
-            f" WHERE {cut} < ? OR {cut} IS NULL"
-            f" OR {cut} NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
-        )
-        params = (cutoff,)
-    streamed = StreamedTable(database, sql, params, wanted)
-    if table in STREAMED_TABLES:
-        return streamed
-    return pd.concat(list(streamed), ignore_index=True)
-
-
-def read_source(conn: Connection, as_of: date, agency_timezone: str) -> SourceExtract:
+def read_source(
+    conn: Connection,
+    as_of: date,
+    agency_timezone: str,
+    mapping: SourceMapping | None = None,
+) -> SourceExtract:
     """Read the needed columns of every source table, cut one day after ``as_of`` (margin).
 
-    The exact as_of cut happens after parsing (see :func:`apply_as_of`); this query only keeps
+    ``mapping`` says where each table and column is (default: staffcast's own names). The
+    exact as_of cut happens after parsing (``data_contracts.validate``); the query only keeps
     the database from sending years of rows the run cannot see.
+
+    Raises :class:`ValidationFailed` listing every missing table and column (nothing is read
+    then), :class:`SourceUnavailable` when the database cannot be read, and
+    :class:`staffcast.mapping.MappingError` for a mapping that names files.
     """
+    mapping = mapping or IDENTITY
+    mapping.check_kind("database")
     instant = as_of_instant(as_of, agency_timezone)
-    margin = (instant + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
-    as_of_text = as_of.isoformat()
+    cuts = _cuts(as_of, instant)
+    database = conn.engine.url.database
     try:
-        tables = {
-            "facilities": _select(conn, "facilities", None, ""),
-            "shift_requests": _select(conn, "shift_requests", "requested_at", margin),
-            "nurses": _select(conn, "nurses", "hired_on", as_of_text),
-            "shift_offers": _select(conn, "shift_offers", "offered_at", margin),
-        }
-    except sa.exc.OperationalError as exc:
+        shape = _Shape(conn, mapping)
+        plans = {table: shape.plan(table) for table in SOURCE_COLUMNS}
+        if shape.problems:
+            raise shape_stop(shape.problems, mapping)
+        tables: dict[str, RawTable] = {}
+        for table, plan in plans.items():
+            cut = cuts.get(table)
+            if plan is None:  # an optional table the source does not have
+                tables[table] = pd.DataFrame(columns=list(SOURCE_COLUMNS[table]))
+            elif conn.dialect.name == "postgresql":
+                tables[table] = _read_postgresql(conn, plan, cut)
+            elif conn.dialect.name == "sqlite" and database and database != ":memory:":
+                tables[table] = _read_sqlite(database, plan, cut)
+            else:
+                tables[table] = _read_sqlalchemy(conn, plan, cut)
+    except sa.exc.DBAPIError as exc:
         raise SourceUnavailable(
-            "Could not read the operational database "
-            f"({type(exc.orig).__name__ if exc.orig else 'error'}: {exc.orig}). Check that the "
-            "source URL points at the agency's database and that it is reachable; nothing was "
-            "published."
+            f"Could not read the operational database ({_database_says(exc)}). Check that the "
+            "source URL points at the agency's database and that it is reachable; "
+            f"{_NOTHING_PUBLISHED}.",
+            transient=bool(exc.connection_invalidated)
+            or (isinstance(exc, sa.exc.OperationalError) and conn.dialect.name != "sqlite"),
         ) from exc
-    return SourceExtract(as_of=as_of, as_of_utc=instant, tables=tables)
+    return SourceExtract(
+        as_of=as_of,
+        as_of_utc=instant,
+        tables=tables,
+        options={table: mapping.parse_options(table) for table in SOURCE_COLUMNS},
+        described=mapping.describe() if mapping.tables else "",
+    )
+
+
+def libpq_uri(url: sa.URL | str) -> str:
+    """A SQLAlchemy PostgreSQL URL (``postgresql+psycopg://u:p@h:5432/db?sslmode=require``) as
+    a libpq URI for the ADBC driver: user, password, database and every query option
+    percent-encoded (libpq takes the same options psycopg passes on)."""
+    url = sa.engine.make_url(url) if isinstance(url, str) else url
+    auth = quote(url.username or "", safe="")
+    if url.password is not None:
+        auth += ":" + quote(str(url.password), safe="")
+    host = url.host or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    netloc = (f"{auth}@" if auth else "") + host + (f":{url.port}" if url.port else "")
+    database = quote(url.database or "", safe="")
+    pairs = [
+        (key, item)
+        for key, value in url.query.items()
+        for item in (value if isinstance(value, tuple) else (value,))
+    ]
+    query = f"?{urlencode(pairs)}" if pairs else ""
+    return f"postgresql://{netloc}/{database}{query}"
 
 
 def connect_source(url: str) -> sa.Engine:

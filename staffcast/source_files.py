@@ -1,21 +1,34 @@
 """Read the source tables from a folder of files, or open any source by name (SPEC §2).
 
 A folder source holds one file per table: ``facilities``, ``shift_requests`` and ``nurses``
-(required) and ``shift_offers`` (optional), each as ``<table>.csv`` or ``<table>.parquet``.
-Only the columns of :data:`staffcast.source.SOURCE_COLUMNS` are read, never names, phone numbers
-or notes (minimum necessary), and the rows are handed to validation as read: the exact as_of cut
-happens in :func:`data_contracts.validate.validate_extract` after parsing, as for a database.
+(required) and ``shift_offers`` (optional), each as ``<table>.csv`` or ``<table>.parquet``, or
+under the name the source mapping gives (``file: "Shift Export.csv"``). Only the columns of
+:data:`staffcast.source.SOURCE_COLUMNS` are read (under the mapped header names, if any), never
+names, phone numbers or notes (minimum necessary), and the rows are handed to validation as read:
+the exact as_of cut happens in :func:`data_contracts.validate.validate_extract` after parsing, as
+for a database.
 
 Decisions, all of them stops (``ValidationFailed``, nothing published) with one paragraph that
 names the file, the rule and an example:
 
+- **All missing files and columns at once** (rules ``required_tables``, ``required_columns``):
+  every table's file is found and every header read before one stop lists each missing file
+  (with what the folder holds and close matches) and each missing column (with the file's
+  columns and close matches).
 - **One file per table** (rule ``one_file_per_table``): when both ``shift_requests.csv`` and
   ``shift_requests.parquet`` exist staffcast does not pick one; the data owner removes the stale
   export. File names are exact and case-sensitive; other forms (``.xlsx``, ``.csv.gz``) are not
-  read, and the message lists what the folder holds (rule ``required_tables``).
-- **Columns** are matched by name after stripping surrounding blanks (``request_id, role``
-  exports); a missing one stops the run (rule ``required_columns``, the database's wording).
-  Extra columns are never read.
+  read, and the message lists what the folder holds. A mapped ``file`` ending in ``.parquet`` is
+  Parquet, any other a delimited text file.
+- **Columns** are matched by name ignoring case and surrounding blanks (``Request_ID ``,
+  ``REQUEST_ID`` and ``request_id`` are one column; two headers that match one name are
+  ambiguous, rule ``file_format``). Extra columns are never read.
+- **Delimiter**: the mapping's ``delimiter``, else sniffed from the header line among ``,``,
+  ``;``, tab and ``|``: the one that splits the header into the most fields (at least two) with
+  the same number of fields in the first data row, preferring one whose fields hold every column
+  staffcast reads. When two delimiters are equally plausible staffcast does not guess (rule
+  ``file_format``): set ``delimiter:`` in the mapping. The delimiter used is reported in
+  ``SourceExtract.described``.
 - **CSV is text in UTF-8** (a UTF-8 byte-order mark is fine). staffcast does not guess other
   encodings: a wrong guess (Windows-1252 read as Latin-1, say) silently turns one facility or
   region into another, which is worse than stopping. A value that is not UTF-8 in a column
@@ -24,12 +37,14 @@ names the file, the rule and an example:
   are not inspected. UTF-16 files (Excel's "Unicode text") are named as such.
 - **CSV values are text**: every column is read as a string, nothing is inferred; an empty field
   is missing, ``NA`` or ``null`` stay text (the contracts quarantine what they cannot parse).
-  Quoted fields may hold commas and line breaks.
+  Quoted fields may hold delimiters and line breaks.
 - **Not a CSV / not Parquet** (rule ``file_format``): a binary file, a Parquet file or Excel
   workbook named ``.csv``, a compressed file, an empty file, or a row with more or fewer fields
   than the header (reported with its row number, never its text: it may hold names). Typed
   Parquet columns (timestamps, dates, booleans, numbers) are passed on as typed values, like a
   database driver's, and parsed by the same code.
+- **No SQL on files**: a mapping with ``table``, ``query`` or SQL expressions on a folder source
+  stops before reading (:class:`staffcast.mapping.MappingError`).
 
 Speed: CSV files are read with pyarrow's multi-threaded reader, only the needed columns and all
 as strings (about 10 million shift_requests rows in a few seconds); the slower single-threaded
@@ -42,6 +57,7 @@ import contextlib
 import csv
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -51,14 +67,18 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from staffcast.errors import SourceUnavailable, ValidationFailed
+from staffcast.mapping import DELIMITERS, IDENTITY, SourceMapping, TableMapping, close_matches
 from staffcast.source import (
     OPTIONAL_TABLES,
     SOURCE_COLUMNS,
+    MissingColumn,
+    RawTable,
     SourceExtract,
-    _missing_columns_error,
     as_of_instant,
     connect_source,
+    missing_columns_text,
     read_source,
+    shape_stop,
 )
 
 __all__ = ["FILE_SUFFIXES", "open_source", "read_folder"]
@@ -79,18 +99,24 @@ _MAGIC = (
 )
 
 
-def open_source(source: str, as_of: date, agency_timezone: str) -> SourceExtract:
+def open_source(
+    source: str,
+    as_of: date,
+    agency_timezone: str,
+    mapping: SourceMapping | None = None,
+) -> SourceExtract:
     """Read the extract from a folder of files or from a database URL.
 
     ``source`` is an existing folder (read with :func:`read_folder`) or a SQLAlchemy URL
     (``sqlite:///ops.db``, ``postgresql+psycopg://...``), read with
-    :func:`staffcast.source.read_source` on an engine that is disposed afterwards. Anything else
-    raises :class:`SourceUnavailable` with a message saying what was expected.
+    :func:`staffcast.source.read_source` on an engine that is disposed afterwards. ``mapping``
+    says where staffcast's tables and columns are in it (default: staffcast's own names).
+    Anything else raises :class:`SourceUnavailable` with a message saying what was expected.
     """
     path = Path(source).expanduser()
     if "://" not in source:
         if path.is_dir():
-            return read_folder(path, as_of, agency_timezone)
+            return read_folder(path, as_of, agency_timezone, mapping)
         if path.exists():
             raise SourceUnavailable(
                 f"The source '{source}' is a file, not a folder or a database URL. Pass a folder "
@@ -106,19 +132,48 @@ def open_source(source: str, as_of: date, agency_timezone: str) -> SourceExtract
     engine = connect_source(source)
     try:
         with engine.connect() as conn:
-            return read_source(conn, as_of, agency_timezone)
+            return read_source(conn, as_of, agency_timezone, mapping)
     finally:
         engine.dispose()
 
 
-def read_folder(folder: Path, as_of: date, agency_timezone: str) -> SourceExtract:
-    """Read the needed columns of each table file in ``folder``, as strings (CSV) or typed
-    values (Parquet); rows are not cut at as_of here (validation does the exact cut).
+@dataclass(frozen=True)
+class _TableFile:
+    """One table's file and the header names staffcast reads from it."""
 
-    Raises :class:`ValidationFailed` for a missing table or column, two files for one table, a
-    file that is not CSV or Parquet, or a CSV that is not UTF-8; :class:`SourceUnavailable` when
-    the folder or a file cannot be read at all.
+    table: str
+    path: Path
+    parquet: bool
+    header: list[str]  # the file's column names, as written
+    delimiter: str | None = None  # CSV only
+    how: str = ""  # how the delimiter was chosen: sniffed or from the mapping
+    names: tuple[str, ...] = ()  # the raw header name of each staffcast column, in order
+
+    def words(self) -> str:
+        """The file and its delimiter, for ``SourceExtract.described``."""
+        if self.parquet:
+            return f"{self.table} <- {self.path.name}"
+        name = DELIMITERS.get(self.delimiter or ",", repr(self.delimiter))
+        return f"{self.table} <- {self.path.name} ({name}-separated, {self.how})"
+
+
+def read_folder(
+    folder: Path,
+    as_of: date,
+    agency_timezone: str,
+    mapping: SourceMapping | None = None,
+) -> SourceExtract:
+    """Read the needed columns of each table file in ``folder``, as strings (CSV) or typed
+    values (Parquet), under staffcast's column names; rows are not cut at as_of here
+    (validation does the exact cut).
+
+    Raises :class:`ValidationFailed` for missing tables or columns (all of them in one
+    message), two files for one table, a file that is not CSV or Parquet, a CSV that is not
+    UTF-8 or whose delimiter is ambiguous; :class:`SourceUnavailable` when the folder or a file
+    cannot be read at all; :class:`staffcast.mapping.MappingError` for SQL in the mapping.
     """
+    mapping = mapping or IDENTITY
+    mapping.check_kind("folder")
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceUnavailable(f"The source folder '{folder}' does not exist or is not a folder.")
@@ -127,43 +182,82 @@ def read_folder(folder: Path, as_of: date, agency_timezone: str) -> SourceExtrac
     except OSError as exc:
         raise SourceUnavailable(f"Could not list the source folder '{folder}' ({exc}).") from exc
 
-    tables = {table: _read_table(folder, table, present) for table in SOURCE_COLUMNS}
-    logger.info("read folder %s: %s", folder, ", ".join(f"{t}={len(f)}" for t, f in tables.items()))
+    problems: list[str] = []
+    files: dict[str, _TableFile | None] = {}
+    for table in SOURCE_COLUMNS:
+        mapped = mapping.table(table)
+        path = _table_file(folder, table, present, mapped, mapping.locates(table), problems)
+        files[table] = (
+            None if path is None else _matched(_header(path, table, mapped), mapped, problems)
+        )
+    if problems:
+        raise shape_stop(problems, mapping)
+
+    frames = {t: _empty(t) if found is None else _read(found) for t, found in files.items()}
+    logger.info("read folder %s: %s", folder, ", ".join(f"{t}={len(f)}" for t, f in frames.items()))
+    tables: dict[str, RawTable] = dict(frames.items())
+    described = [mapping.describe()] if mapping.tables else []
+    used = [f.words() for f in files.values() if f is not None]
+    described.append("Files: " + "; ".join(used))
     return SourceExtract(
         as_of=as_of,
         as_of_utc=as_of_instant(as_of, agency_timezone),
-        tables=dict(tables.items()),  # a fresh dict typed as SourceExtract.tables wants
+        tables=tables,
+        options={table: mapping.parse_options(table) for table in SOURCE_COLUMNS},
+        described="\n".join(described),
     )
 
 
-def _read_table(folder: Path, table: str, present: list[str]) -> pd.DataFrame:
-    path = _table_file(folder, table, present)
-    if path is None:  # an optional table without a file: no rows
-        return pd.DataFrame({c: pd.Series(dtype="string[pyarrow]") for c in SOURCE_COLUMNS[table]})
-    if path.suffix == ".csv":
-        return _read_csv(path, table)
-    return _read_parquet(path, table)
+def _empty(table: str) -> pd.DataFrame:
+    """An optional table without a file: no rows."""
+    return pd.DataFrame({c: pd.Series(dtype="string[pyarrow]") for c in SOURCE_COLUMNS[table]})
 
 
-def _table_file(folder: Path, table: str, present: list[str]) -> Path | None:
-    """The one file of ``table`` in ``folder``; None for a missing optional table."""
+def _table_file(
+    folder: Path,
+    table: str,
+    present: list[str],
+    mapped: TableMapping,
+    named: bool,
+    problems: list[str],
+) -> Path | None:
+    """The one file of ``table`` in ``folder``; None for a missing optional table or after
+    recording a problem."""
+    if mapped.file is not None:
+        if mapped.file in present:
+            return folder / mapped.file
+        close = close_matches(mapped.file, present)
+        hint = f"close: {', '.join(repr(c) for c in close)}; " if close else ""
+        problems.append(
+            f"Source table '{table}' has no file '{mapped.file}' in '{folder}' (rule: "
+            f"required_tables): {hint}the folder holds: {_listing(present)} (fix "
+            f"tables.{table}.file; file names are case-sensitive)."
+        )
+        return None
     found = [f"{table}{suffix}" for suffix in FILE_SUFFIXES if f"{table}{suffix}" in present]
     if len(found) > 1:
-        raise ValidationFailed(
+        problems.append(
             f"Source table '{table}' has two files in '{folder}': {' and '.join(found)} (rule: "
             "one_file_per_table). staffcast reads one file per table and will not guess which "
-            f"is current; remove or rename the stale one. {_NOTHING_PUBLISHED}"
+            "is current; remove or rename the stale one."
         )
+        return None
     if found:
         return folder / found[0]
-    if table in OPTIONAL_TABLES:
+    if table in OPTIONAL_TABLES and not named:
         return None
-    raise ValidationFailed(
-        f"Source table '{table}' has no file in '{folder}' (rule: required_tables): expected "
-        f"{table}.csv or {table}.parquet. The folder holds: {_listing(present)}. staffcast "
-        "needs facilities, shift_requests and nurses (shift_offers is optional); file names "
-        f"are case-sensitive. {_NOTHING_PUBLISHED}"
+    close = close_matches(table, [Path(p).stem for p in present])
+    hint = (
+        f" (close: {', '.join(repr(p) for p in present if Path(p).stem in close)})" if close else ""
     )
+    problems.append(
+        f"Source table '{table}' has no file in '{folder}' (rule: required_tables): expected "
+        f"{table}.csv or {table}.parquet, or the file named under tables.{table}.file in the "
+        f"source mapping{hint}. The folder holds: {_listing(present)}. staffcast needs "
+        "facilities, shift_requests and nurses (shift_offers is optional); file names are "
+        "case-sensitive."
+    )
+    return None
 
 
 def _listing(names: Iterable[str], limit: int = 20) -> str:
@@ -181,49 +275,105 @@ def _format_error(path: Path, table: str, problem: str) -> ValidationFailed:
     )
 
 
-def _missing_columns(path: Path, table: str, header: list[str]) -> ValidationFailed | None:
-    missing = [c for c in SOURCE_COLUMNS[table] if c not in header]
-    if not missing:
+def _header(path: Path, table: str, mapped: TableMapping) -> _TableFile:
+    """The file's header (and, for CSV, its delimiter); format problems stop here."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            with pq.ParquetFile(path) as parquet:
+                names = list(parquet.schema_arrow.names)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise _format_error(
+                path, table, f"not a valid Parquet file ({_parquet_hint(path, exc)})"
+            ) from None
+        except OSError as exc:
+            raise SourceUnavailable(f"Could not read the source file '{path}' ({exc}).") from exc
+        return _TableFile(table, path, True, names)
+    _check_is_text(path, table)
+    wanted = [mapped.source(c).text() for c in SOURCE_COLUMNS[table]]
+    if mapped.delimiter is not None:
+        delimiter, how = mapped.delimiter, "from the mapping"
+    else:
+        delimiter, how = _sniff(path, table, wanted), "sniffed"
+    header = _csv_header(path, table, delimiter)
+    return _TableFile(table, path, False, header, delimiter, how)
+
+
+def _fold(name: str) -> str:
+    return name.strip().casefold()
+
+
+def _matched(found: _TableFile, mapped: TableMapping, problems: list[str]) -> _TableFile | None:
+    """``found`` with the raw header name of each staffcast column; None after recording the
+    columns it lacks."""
+    by_name: dict[str, list[str]] = {}
+    for name in found.header:
+        by_name.setdefault(_fold(name), []).append(name)
+    names, missing, repeated = [], [], []
+    for column in SOURCE_COLUMNS[found.table]:
+        wanted = mapped.source(column).text()
+        same = by_name.get(_fold(wanted), [])
+        if not same:
+            missing.append(MissingColumn(column, wanted if column in mapped.columns else None))
+        elif len(same) > 1:
+            repeated.append(wanted)
+        else:
+            names.append(same[0])
+    if repeated:
+        raise _format_error(
+            found.path,
+            found.table,
+            f"ambiguous: column(s) {', '.join(repeated)} appear twice (names are compared "
+            "without case and surrounding blanks)",
+        )
+    if missing:
+        present = [name.strip() for name in found.header]
+        where = f" (file '{found.path}')"
+        problems.append(missing_columns_text(found.table, where, missing, present))
         return None
-    message = str(_missing_columns_error(table, missing, header))
-    named = message.replace(f"'{table}'", f"'{table}' (file '{path}')", 1)
-    return ValidationFailed(named if named != message else f"File '{path}': {message}")
+    return _TableFile(
+        found.table,
+        found.path,
+        found.parquet,
+        found.header,
+        found.delimiter,
+        found.how,
+        tuple(names),
+    )
+
+
+def _read(found: _TableFile) -> pd.DataFrame:
+    frame = _read_parquet(found) if found.parquet else _read_csv(found)
+    frame.columns = list(SOURCE_COLUMNS[found.table])
+    return frame
 
 
 # --- CSV ---------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, table: str) -> pd.DataFrame:
+def _read_csv(found: _TableFile) -> pd.DataFrame:
     """The needed columns of a CSV file, every value a string, empty fields missing."""
-    _check_is_text(path, table)
-    raw_header = _csv_header(path, table)
-    header = [name.strip() for name in raw_header]
-    error = _missing_columns(path, table, header)
-    if error is not None:
-        raise error
-    wanted = SOURCE_COLUMNS[table]
-    repeated = sorted({c for c in wanted if header.count(c) > 1})
-    if repeated:
-        raise _format_error(path, table, f"ambiguous: column(s) {', '.join(repeated)} appear twice")
-    raw_names = [raw_header[header.index(c)] for c in wanted]
+    path, table, names = found.path, found.table, list(found.names)
     try:
-        data = _arrow_csv(path, raw_names, use_threads=True)
+        data = _arrow_csv(path, names, found.delimiter or ",", use_threads=True)
     except pa.ArrowInvalid as exc:
-        raise _csv_error(path, table, raw_names, exc) from None
+        raise _csv_error(path, table, names, found.delimiter or ",", exc) from None
     except OSError as exc:
         raise SourceUnavailable(f"Could not read the source file '{path}' ({exc}).") from exc
-    frame = data.to_pandas(types_mapper=_string_dtype)
-    frame.columns = list(wanted)
-    return frame
+    return data.to_pandas(types_mapper=_string_dtype)
 
 
 def _arrow_csv(
-    path: Path, raw_names: list[str], use_threads: bool, on_bad_row: object = None
+    path: Path,
+    raw_names: list[str],
+    delimiter: str,
+    use_threads: bool,
+    on_bad_row: object = None,
 ) -> pa.Table:
     return pa_csv.read_csv(
         path,
         read_options=pa_csv.ReadOptions(use_threads=use_threads, block_size=16 << 20),
         parse_options=pa_csv.ParseOptions(
+            delimiter=delimiter,
             newlines_in_values=True,
             invalid_row_handler=on_bad_row,  # type: ignore[arg-type]
         ),
@@ -269,20 +419,65 @@ def _check_is_text(path: Path, table: str) -> None:
         )
 
 
-def _csv_header(path: Path, table: str) -> list[str]:
+def _records(path: Path, table: str, delimiter: str, count: int) -> list[list[str]]:
+    """The first ``count`` records of a CSV file split by ``delimiter`` (quotes honoured)."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
+            reader = csv.reader(handle, delimiter=delimiter)
+            records = []
+            for record in reader:
+                records.append(record)
+                if len(records) == count:
+                    break
+            return records
     except UnicodeDecodeError:
         raise _utf8_error(path, table, None) from None
     except csv.Error as exc:
         raise _format_error(path, table, f"not readable as CSV ({exc})") from None
+
+
+def _csv_header(path: Path, table: str, delimiter: str) -> list[str]:
+    records = _records(path, table, delimiter, 1)
+    header = records[0] if records else []
     if not header or not any(name.strip() for name in header):
         raise _format_error(path, table, "without a header line naming its columns")
     return header
 
 
-def _csv_error(path: Path, table: str, raw_names: list[str], exc: pa.ArrowInvalid) -> Exception:
+def _sniff(path: Path, table: str, wanted: list[str]) -> str:
+    """The delimiter among ``,``, ``;``, tab and ``|`` that splits the header into the most
+    fields (two at least), with as many in the first data row; one whose fields hold every
+    ``wanted`` name is preferred. A tie stops the run: staffcast does not guess."""
+    plausible: dict[str, int] = {}
+    complete: set[str] = set()
+    for delimiter in DELIMITERS:
+        records = _records(path, table, delimiter, 2)
+        header = records[0] if records else []
+        if len(header) < 2 or (len(records) > 1 and len(records[1]) != len(header)):
+            continue
+        plausible[delimiter] = len(header)
+        if {_fold(w) for w in wanted} <= {_fold(h) for h in header}:
+            complete.add(delimiter)
+    if complete:
+        plausible = {d: n for d, n in plausible.items() if d in complete}
+    if not plausible:
+        return ","  # one column at most: the missing columns are reported with the header
+    most = max(plausible.values())
+    best = [d for d, n in plausible.items() if n == most]
+    if len(best) > 1:
+        split = " and ".join(f"{DELIMITERS[d]} ({most} fields)" for d in best)
+        raise ValidationFailed(
+            f"The file '{path}' of source table '{table}' has a header line that splits as well "
+            f"by {split} (rule: file_format), and staffcast does not guess the delimiter. Set "
+            f'it under tables.{table}.delimiter in the source mapping (e.g. delimiter: ";") '
+            f"and run again. {_NOTHING_PUBLISHED}"
+        )
+    return best[0]
+
+
+def _csv_error(
+    path: Path, table: str, raw_names: list[str], delimiter: str, exc: pa.ArrowInvalid
+) -> Exception:
     text = str(exc)
     if "UTF8" in text or "UTF-8" in text:
         return _utf8_error(path, table, text)
@@ -294,7 +489,7 @@ def _csv_error(path: Path, table: str, raw_names: list[str], exc: pa.ArrowInvali
             return "error"
 
         with contextlib.suppress(pa.ArrowInvalid):
-            _arrow_csv(path, raw_names, use_threads=False, on_bad_row=remember)
+            _arrow_csv(path, raw_names, delimiter, use_threads=False, on_bad_row=remember)
         if bad_rows:
             row = bad_rows[0]
             where = f"row {row.number}" if row.number is not None else "a row"
@@ -339,18 +534,15 @@ def _first_bad_utf8(path: Path) -> tuple[int, int, int] | None:
 # --- Parquet -----------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, table: str) -> pd.DataFrame:
+def _read_parquet(found: _TableFile) -> pd.DataFrame:
     """The needed columns of a Parquet file, with the file's own types."""
-    wanted = list(SOURCE_COLUMNS[table])
+    path = found.path
     try:
         with pq.ParquetFile(path) as parquet:
-            error = _missing_columns(path, table, parquet.schema_arrow.names)
-            if error is not None:
-                raise error
-            data = parquet.read(columns=wanted)
+            data = parquet.read(columns=list(found.names))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise _format_error(
-            path, table, f"not a valid Parquet file ({_parquet_hint(path, exc)})"
+            path, found.table, f"not a valid Parquet file ({_parquet_hint(path, exc)})"
         ) from None
     except OSError as exc:
         raise SourceUnavailable(f"Could not read the source file '{path}' ({exc}).") from exc

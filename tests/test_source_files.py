@@ -12,6 +12,7 @@ import pytest
 
 from data_contracts.validate import ValidationResult, validate_extract
 from staffcast.errors import SourceUnavailable, ValidationFailed
+from staffcast.mapping import SourceMapping, mapping_from_data
 from staffcast.source import SOURCE_COLUMNS
 from staffcast.source_files import open_source, read_folder
 
@@ -252,3 +253,183 @@ def test_open_source_refuses_what_is_neither_folder_nor_url(tmp_path: Path) -> N
         open_source(str(tmp_path / "ops.db"), AS_OF, TZ)
     with pytest.raises(SourceUnavailable, match="does not exist"):
         open_source(f"sqlite:///{tmp_path / 'none.db'}", AS_OF, TZ)
+
+
+# --- through a source mapping: file names, headers, delimiters ---------------------------------
+
+AGENCY_FILES = {
+    "facilities": "Sites Export.csv",
+    "shift_requests": "shifts.txt",
+    "nurses": "Staff.CSV",
+    "shift_offers": "offers.tsv",
+}
+AGENCY_HEADERS = {
+    "facilities": {"facility_id": " Site Code ", "timezone": "TZ"},
+    "shift_requests": {"request_id": "Shift #", "role": "Job Title", "requested_at": "Created"},
+    "nurses": {"nurse_id": "Employee ID", "hired_on": "Hire Date"},
+    "shift_offers": {"request_id": "Shift #"},
+}
+
+
+def _agency_folder(
+    folder: Path, frames: dict[str, pd.DataFrame], delimiters: dict[str, str]
+) -> Path:
+    """The tables under the agency's own file names and headers (other case, blanks around
+    staffcast's names where not renamed), each with its own delimiter."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for table, frame in frames.items():
+        renamed = AGENCY_HEADERS[table]
+        headers = {
+            c: renamed.get(c, f" {c.upper()} " if i % 2 else c.title())
+            for i, c in enumerate(frame.columns)
+        }
+        frame.rename(columns=headers).to_csv(
+            folder / AGENCY_FILES[table], index=False, sep=delimiters[table]
+        )
+    return folder
+
+
+def _agency_mapping(**extra: dict[str, object]) -> SourceMapping:
+    tables: dict[str, dict[str, object]] = {
+        table: {
+            "file": AGENCY_FILES[table],
+            "columns": {c: h.strip() for c, h in AGENCY_HEADERS[table].items()},
+            **extra.get(table, {}),
+        }
+        for table in TABLES
+    }
+    return mapping_from_data({"tables": tables})
+
+
+def test_a_mapped_folder_validates_like_the_plain_one(
+    tmp_path: Path, source_frames: dict[str, pd.DataFrame]
+) -> None:
+    delimiters = {"facilities": ";", "shift_requests": "\t", "nurses": "|", "shift_offers": ","}
+    expected = _validate(str(_write(tmp_path / "plain", source_frames, "csv")))
+    folder = _agency_folder(tmp_path / "agency", source_frames, delimiters)
+    mapping = _agency_mapping()
+
+    extract = read_folder(folder, AS_OF, TZ, mapping)
+    for table in TABLES:
+        assert list(extract.tables[table].columns) == list(SOURCE_COLUMNS[table])
+    assert "facilities <- Sites Export.csv (semicolon-separated, sniffed)" in extract.described
+    assert "shift_requests <- shifts.txt (tab-separated, sniffed)" in extract.described
+    assert "nurses <- Staff.CSV (pipe-separated, sniffed)" in extract.described
+    assert extract.described.startswith(mapping.describe())
+    result = validate_extract(extract, TZ, 0.5, 14)
+    assert result.counts == expected.counts
+    pd.testing.assert_frame_equal(_sorted_quarantine(result), _sorted_quarantine(expected))
+
+
+def test_headers_match_without_case_and_blanks(tmp_path: Path) -> None:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    columns = SOURCE_COLUMNS["nurses"]
+    header = ",".join(f" {c.upper()} " if i % 2 else f"{c.title()} " for i, c in enumerate(columns))
+    (folder / "nurses.csv").write_text(header + "\nN1,RN,North,1,2020-01-01,\n")
+    (folder / "facilities.csv").write_text(",".join(SOURCE_COLUMNS["facilities"]) + "\n")
+    (folder / "shift_requests.csv").write_text(",".join(SOURCE_COLUMNS["shift_requests"]) + "\n")
+    nurses = read_folder(folder, AS_OF, TZ).tables["nurses"]
+    assert list(nurses.columns) == list(columns)
+    assert nurses.iloc[0]["nurse_id"] == "N1" and nurses.iloc[0]["on_call"] == "1"
+
+
+def test_the_mapping_delimiter_overrides_sniffing(
+    tmp_path: Path, source_frames: dict[str, pd.DataFrame]
+) -> None:
+    delimiters = dict.fromkeys(TABLES, ";")
+    folder = _agency_folder(tmp_path / "agency", source_frames, delimiters)
+    given = {table: {"delimiter": ";"} for table in TABLES}
+    extract = read_folder(folder, AS_OF, TZ, _agency_mapping(**given))
+    assert "shift_requests <- shifts.txt (semicolon-separated, from the mapping)" in (
+        extract.described
+    )
+    assert len(extract.tables["shift_requests"]) == len(source_frames["shift_requests"])
+
+    wrong = {"nurses": {"delimiter": ","}}  # a wrong delimiter: the columns are not found
+    with pytest.raises(ValidationFailed, match=r"'nurses' .*is missing required column"):
+        read_folder(folder, AS_OF, TZ, _agency_mapping(**wrong))
+
+
+def test_an_ambiguous_delimiter_is_not_guessed(tmp_path: Path) -> None:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for table in ("facilities", "shift_requests"):
+        (folder / f"{table}.csv").write_text(",".join(SOURCE_COLUMNS[table]) + "\n")
+    (folder / "nurses.csv").write_text("a;b,c;d\n1;2,3;4\n")  # 3 fields by ';', 2 by ','
+    (folder / "shift_offers.csv").write_text("a;b,c\n1;2,3\n")  # 2 fields by either
+    message = _stop(folder)
+    assert "shift_offers.csv" in message and "rule: file_format" in message
+    assert "splits as well by comma (2 fields) and semicolon (2 fields)" in message
+    assert "tables.shift_offers.delimiter" in message
+
+
+def test_every_missing_file_and_column_at_once(
+    tmp_path: Path, source_frames: dict[str, pd.DataFrame]
+) -> None:
+    delimiters = dict.fromkeys(TABLES, ",")
+    folder = _agency_folder(tmp_path / "agency", source_frames, delimiters)
+    (folder / "Staff.CSV").rename(folder / "staff.csv")
+    mapping = _agency_mapping(
+        shift_requests={
+            "columns": {
+                "request_id": "Shift Number",
+                "role": "Job Title",
+                "requested_at": "Created",
+            }
+        }
+    )
+    message = _stop_with(folder, mapping)
+    assert message.startswith("Source table 'shift_requests' (file ")
+    assert "is missing required column(s) request_id (rule: required_columns)" in message
+    assert (
+        "request_id is mapped to 'Shift Number', which it does not have (fix "
+        "tables.shift_requests.columns.request_id)"
+    ) in message
+    assert "Source table 'nurses' has no file 'Staff.CSV'" in message
+    assert "(rule: required_tables): close: 'staff.csv'" in message
+    assert "fix tables.nurses.file" in message
+    assert "It has: Shift #, FACILITY_ID, Job Title" in message  # the file's own headers
+
+
+def test_a_named_optional_file_must_exist(tmp_path: Path) -> None:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for table in ("facilities", "shift_requests", "nurses"):
+        (folder / f"{table}.csv").write_text(",".join(SOURCE_COLUMNS[table]) + "\n")
+    mapping = mapping_from_data({"tables": {"shift_offers": {"file": "offers.csv"}}})
+    message = _stop_with(folder, mapping)
+    assert "Source table 'shift_offers' has no file 'offers.csv'" in message
+
+
+def test_parquet_under_mapped_names_keeps_its_types(
+    tmp_path: Path, source_frames: dict[str, pd.DataFrame]
+) -> None:
+    folder = _write(tmp_path / "typed", source_frames, "parquet")
+    requests = source_frames["shift_requests"].copy()
+    requests["requested_at"] = pd.to_datetime(requests["requested_at"], utc=True)
+    requests.rename(columns={"request_id": "Shift_ID ", "requested_at": "CREATED"}).to_parquet(
+        folder / "Shifts.parquet", index=False
+    )
+    (folder / "shift_requests.parquet").unlink()
+    mapping = mapping_from_data(
+        {
+            "tables": {
+                "shift_requests": {
+                    "file": "Shifts.parquet",
+                    "columns": {"request_id": "shift_id", "requested_at": "created"},
+                }
+            }
+        }
+    )
+    frame = read_folder(folder, AS_OF, TZ, mapping).tables["shift_requests"]
+    assert list(frame.columns) == list(SOURCE_COLUMNS["shift_requests"])
+    assert isinstance(frame["requested_at"].dtype, pd.DatetimeTZDtype)
+
+
+def _stop_with(folder: Path, mapping: SourceMapping) -> str:
+    with pytest.raises(ValidationFailed) as info:
+        read_folder(folder, AS_OF, TZ, mapping)
+    message = str(info.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message

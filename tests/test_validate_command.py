@@ -68,9 +68,11 @@ def test_clean_folder_is_usable(
     code, out, err = _validate(_folder(tmp_path / "clean", clean), capsys)
 
     assert code == 0 and err == ""
-    assert "Rows per table (extracted / used / quarantined):" in out
+    assert "Rows per table (extracted = used + quarantined + excluded):" in out
     n = len(clean["shift_requests"])
-    assert f"shift_requests  {n:>10,} / {n:>10,} /        0" in out
+    assert f"shift_requests  {n:>10,} = {n:>10,} +        0 +        0" in out
+    assert "Mapping: none" in out and "Sample values per column" in out
+    assert "Demand lost to quarantined rows: none." in out
     assert "facilities" in out and "nurses" in out and "shift_offers" in out
     assert "Rules broken: none (" in out
     assert out.rstrip().endswith("Result: usable")
@@ -84,7 +86,8 @@ def test_bad_rows_are_listed_with_counts_and_examples(
     assert code == 0  # quarantined rows do not stop the run
     extracted = len(frames["shift_requests"])
     quarantined = sum(len(keys) for keys in agency.bad_requests.values())
-    assert f"{extracted:>10,} / {extracted - quarantined:>10,} / {quarantined:>8,}" in out
+    assert f"{extracted:>10,} = {extracted - quarantined:>10,} + {quarantined:>8,} +" in out
+    assert "Demand lost to quarantined rows, last 28 days before as_of" in out
     section = out[out.index("Rules broken") : out.index("Result:")]
     assert "  shift_requests:" in section
     assert "- role_not_in_set (row rule): 2 rows. The role is one of RN, LPN." in section
