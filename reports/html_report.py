@@ -56,6 +56,8 @@ MAX_FACILITY_CHARTS = 120
 #: A region and role losing more than this share (0-1) of its recent demand to quarantined
 #: rows gets a line in the warning banner at the top of the report.
 LOSS_WARNING_SHARE = 0.01
+PLANNED_ROLES = ("RN", "LPN")
+"""Roles with on-call pools and hiring targets (the banner speaks only of these)."""
 
 _CSS = (
     """
@@ -840,7 +842,9 @@ def _loss_banner(impact: pd.DataFrame) -> str:
     """The warning at the top of the page, or ``""`` when no region and role loses more than
     :data:`LOSS_WARNING_SHARE` of its recent demand to quarantined rows."""
     losses = region_losses(impact, "quarantined")
-    affected = losses[losses["share"] > LOSS_WARNING_SHARE]
+    # Roles the plan does not cover (a CNA row quarantined for its role) have no pool to
+    # understate; the data-quality tables still list them.
+    affected = losses[(losses["share"] > LOSS_WARNING_SHARE) & losses["role"].isin(PLANNED_ROLES)]
     if affected.empty:
         return ""
     lines = "".join(f"<li>{_loss_sentence(record)}</li>" for record in affected.itertuples())
