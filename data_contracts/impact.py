@@ -192,17 +192,27 @@ def _recent_used(
 
 
 def _typical(used: pd.DataFrame, zones: pd.Series) -> pd.DataFrame:
-    """Per facility and role: median lead time (days, request to shift) and median hours."""
+    """Per facility and role: median lead time (days, request to shift) and median hours.
+
+    Grouped on the (categorical) keys as they are: millions of rows are never turned into
+    Python strings."""
     lead_days = (used["shift_start"] - used["requested_at"]) / pd.Timedelta(days=1)
     frame = pd.DataFrame(
         {
-            "facility_id": used["facility_id"].astype(str),
-            "role": used["role"].astype(str),
+            "facility_id": used["facility_id"],
+            "role": used["role"],
             "lead_days": lead_days.to_numpy(),
             "hours": used["shift_hours"].to_numpy(),
-        }
+        },
+        index=used.index,
     )
-    return frame.groupby(["facility_id", "role"])[["lead_days", "hours"]].median()
+    medians = frame.groupby(["facility_id", "role"], observed=True)[["lead_days", "hours"]].median()
+    keys = medians.index
+    medians.index = pd.MultiIndex.from_arrays(
+        [keys.get_level_values(0).astype(str), keys.get_level_values(1).astype(str)],
+        names=["facility_id", "role"],
+    )
+    return medians
 
 
 def _lost(

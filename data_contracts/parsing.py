@@ -413,14 +413,14 @@ def _native_datetimes(values: pd.Series) -> pd.Series | None:
     """
     arrow = _arrow_type(values)
     if arrow is not None:
-        if pa.types.is_timestamp(arrow):
-            unit = arrow.unit
-            return values.astype(
-                f"datetime64[{unit}, {arrow.tz}]" if arrow.tz else f"datetime64[{unit}]"
-            )
+        # Through Arrow's own conversion: pandas' astype on an Arrow-typed column goes value by
+        # value through Python objects (7 s per million timestamps instead of 17 ms).
+        data = pa.chunked_array(values.array.__arrow_array__())
         if pa.types.is_date(arrow):
-            return values.astype("datetime64[s]")
-        return None
+            data = data.cast(pa.timestamp("s"))
+        elif not pa.types.is_timestamp(arrow):
+            return None
+        return pd.Series(data.to_pandas().array, index=values.index, name=values.name)
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return values
     if pd.api.types.is_object_dtype(values.dtype) and pd.api.types.infer_dtype(

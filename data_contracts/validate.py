@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import great_expectations as gx
+import numpy as np
 import pandas as pd
 from great_expectations.data_context.types.base import (
     DataContextConfig,
@@ -197,7 +198,7 @@ def _example(rule: Rule, result: Any, raw_text: pd.Series | None) -> str:
     return f"observed {observed}" if observed is not None else ""
 
 
-def _apply(
+def _check(
     table: str,
     frame: pd.DataFrame,
     rules: list[Rule],
@@ -205,8 +206,9 @@ def _apply(
     outcomes: list[RuleOutcome],
     counts: dict[str, dict[str, int]],
     max_quarantined: int | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run the rules; raise on batch failures, split rows into (used, quarantine entries).
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Run the rules; raise on batch failures; (which rows are quarantined, a boolean array
+    aligned with ``frame``, and their quarantine entries in ``_row`` order).
 
     With ``max_quarantined``, a row rule broken by more rows than that stops the run before
     any quarantine entry is built (collecting millions of them row by row takes minutes).
@@ -253,7 +255,7 @@ def _apply(
             value = _value(entry, rule.column, raw_text)
             broken.setdefault(row, []).append((rule.name, _describe(rule.column, value)))
     if not broken:
-        return frame, pd.DataFrame(columns=QUARANTINE_COLUMNS)
+        return np.zeros(len(frame), dtype=bool), pd.DataFrame(columns=QUARANTINE_COLUMNS)
     rows = sorted(broken)
     key = frame.set_index("_row")[_KEYS[table]]
     quarantine = pd.DataFrame(
@@ -264,8 +266,20 @@ def _apply(
             "detail": ["; ".join(f"{name}: {detail}" for name, detail in broken[r]) for r in rows],
         }
     )
-    used = frame[~frame["_row"].isin(rows)]
-    return used, quarantine
+    return frame["_row"].isin(rows).to_numpy(), quarantine
+
+
+def _apply(
+    table: str,
+    frame: pd.DataFrame,
+    rules: list[Rule],
+    context: Any,
+    outcomes: list[RuleOutcome],
+    counts: dict[str, dict[str, int]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run the rules (:func:`_check`) and split the rows into (used, quarantine entries)."""
+    quarantined, quarantine = _check(table, frame, rules, context, outcomes, counts)
+    return (frame[~quarantined] if quarantined.any() else frame), quarantine
 
 
 def validate_extract(
@@ -333,18 +347,27 @@ def validate_extract(
         ),
     )
     # The exact as_of cut: rows requested at or after as_of did not exist yet (the SQL query
-    # kept a day's margin). Unparseable requested_at stays, to be quarantined.
-    requests = requests[~(requests["requested_at"] >= extract.as_of_utc)]
-    extracted_requests = len(requests)
-    requests, excluded_requests = _set_aside("shift_requests", requests, excluded_parts)
+    # kept a day's margin). Unparseable requested_at stays, to be quarantined. One mask with
+    # the exclusions, so that millions of rows are copied once.
+    existed = ~(requests["requested_at"] >= extract.as_of_utc).to_numpy()
+    extracted_requests = int(existed.sum())
+    excluded_mask = (
+        requests["_excluded"].fillna(False).to_numpy(dtype=bool)
+        if "_excluded" in requests.columns
+        else np.zeros(len(requests), dtype=bool)
+    )
+    _, excluded_requests = _set_aside(
+        "shift_requests", requests[existed & excluded_mask], excluded_parts
+    )
+    requests = requests[existed & ~excluded_mask].drop(columns=["_excluded"], errors="ignore")
+    del existed, excluded_mask
     rules = suites.shift_request_rules(
         sorted(facilities["facility_id"].dropna()),
         extract.as_of_utc,
         recent_days,
         known_facilities,
     )
-    checked = requests
-    requests, q = _apply(
+    quarantined, q = _check(
         "shift_requests",
         requests,
         rules,
@@ -353,10 +376,13 @@ def validate_extract(
         counts,
         max_quarantined=int(max_quarantine_share * extracted_requests),
     )
-    lost = checked[~checked["_row"].isin(requests["_row"])]
-    del checked
+    lost = requests[quarantined]
+    # The source's text of unparsed values is needed only for quarantine details.
     raw_columns = [c for c in requests.columns if c.startswith("_raw_")]
     requests = requests.drop(columns=raw_columns)
+    if quarantined.any():
+        requests = requests[~quarantined]
+    del quarantined
     quarantines.append(q)
     counts["shift_requests"] = _count(extracted_requests, requests, q, excluded_requests)
     share = len(q) / extracted_requests if extracted_requests else 0.0
@@ -491,9 +517,10 @@ def _set_aside(
     if "_excluded" not in frame.columns:
         return frame, frame.iloc[0:0]
     mask = frame["_excluded"].fillna(False).to_numpy(dtype=bool)
-    kept = frame[~mask].drop(columns=["_excluded"])
-    if not mask.any():
+    if not mask.any():  # no copy of millions of rows for nothing
+        kept = frame.drop(columns=["_excluded"])
         return kept, kept.iloc[0:0]
+    kept = frame[~mask].drop(columns=["_excluded"])
     excluded = frame[mask].drop(columns=["_excluded"])
     reasons = [c for c in ("role", "facility_type", "status", "response") if c in excluded]
     for column in reasons[:1]:
@@ -538,9 +565,38 @@ def _parse_in_chunks(
     for chunk in table_chunks(table):
         if offset == 0:
             _keep_samples(samples, name, chunk)
-        parts.append(parse(chunk, *args, row_offset=offset, **kwargs))
+        part = parse(chunk, *args, row_offset=offset, **kwargs)
+        # The source's text of unparsed values is almost always missing: as a category it
+        # costs a byte or two a row instead of a string's eight. (Columns of objects carry
+        # parsing's hinted values, which a category would turn back into plain text.)
+        raw = [c for c in part.columns if c.startswith("_raw_") and part[c].dtype != object]
+        parts.append(part.astype(dict.fromkeys(raw, "category")) if raw else part)
         offset += len(chunk)
-    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    return parts[0] if len(parts) == 1 else _concat_categories(parts)
+
+
+def _concat_categories(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate parsed chunks keeping categorical columns categorical (pandas turns
+    categories that differ between chunks into strings: ten times the memory)."""
+    shared = [
+        column
+        for column in parts[0].columns
+        if all(isinstance(part[column].dtype, pd.CategoricalDtype) for part in parts)
+    ]
+    if shared:
+        categories = {
+            column: pd.Index(
+                pd.concat([part[column].cat.categories.to_series() for part in parts])
+            ).unique()
+            for column in shared
+        }
+        parts = [
+            part.assign(
+                **{column: part[column].cat.set_categories(categories[column]) for column in shared}
+            )
+            for part in parts
+        ]
+    return pd.concat(parts, ignore_index=True)
 
 
 def _keep_samples(samples: dict[str, dict[str, list[str]]], name: str, chunk: pd.DataFrame) -> None:

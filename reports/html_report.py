@@ -708,26 +708,13 @@ def _facility_section(connection: Connection, run: dict[str, Any], max_charts: i
 
 # --- demand lost to data problems (banner and data quality) --------------------------------------
 
-_IMPACT_COLUMNS = (
-    "source",
-    "region",
-    "role",
-    "facility_id",
-    "rows",
-    "recent_shifts_lost",
-    "recent_hours_lost",
-    "recent_shifts_used",
-    "imputed_shifts",
-    "window_days",
-)
-
 
 def _impact_rows(connection: Connection, run_id: str) -> pd.DataFrame:
     """The run's ``data_quality_impact`` rows (none for runs published before it existed)."""
     impact = table("data_quality_impact")
     frame = _rows(
         connection,
-        select(*(impact.c[name] for name in _IMPACT_COLUMNS)).where(impact.c.run_id == run_id),
+        select(*(c for c in impact.c if c.name != "run_id")).where(impact.c.run_id == run_id),
     )
     for name in ("rows", "recent_shifts_used", "imputed_shifts", "window_days"):
         frame[name] = pd.to_numeric(frame[name]).astype("int64")
