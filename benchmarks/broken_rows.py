@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--years", type=float, default=3.0)
     parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 11, 30))
     parser.add_argument("--share", type=float, default=0.05, help="share of rows to break")
+    parser.add_argument(
+        "--offset", type=int, default=3, help="which rows: rowid modulo 1/share equals this"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="staffcast-broken-"))
@@ -79,7 +82,8 @@ def main() -> None:
     every = max(1, round(1 / args.share))
     with sqlite3.connect(broken) as con:
         changed = con.execute(
-            f"UPDATE shift_requests SET shift_start = 'see notes' WHERE rowid % {every} = 3"
+            f"UPDATE shift_requests SET shift_start = 'see notes' "
+            f"WHERE rowid % {every} = {args.offset % every}"
         ).rowcount
     print(f"{changed:,} shift_requests rows made unreadable (1 in {every}).")
 

@@ -16,7 +16,9 @@ Decisions (documented in the README, tested in ``tests/test_impact.py``):
   the source said), and the local date of its shift. When shift_start is unreadable the date is
   estimated as the local date it was requested plus the median lead time (days) of that
   facility and role's used requests. Its hours are its shift_hours when those are valid, else
-  the median of the facility and role (12 when nothing is known).
+  the median of the facility and role (12 when nothing is known). An estimated date is good to
+  the week, not the day: such requests are put back in that week, on days that had demand
+  (see :func:`models.demand.daily_demand`).
 - **Recent** is the ``window_days`` (default 28) before as_of: the weeks that set the level of
   every forecast. A request with neither a readable shift_start nor requested_at has no date:
   it is spread evenly over the history (``window_days / history_days`` of it counts as
@@ -62,9 +64,9 @@ IMPACT_COLUMNS = [
 (``quarantined`` or ``excluded``), region, role and facility. Shifts are requests; hours are
 shift hours; ``rows`` are source rows of any date."""
 
-IMPUTED_COLUMNS = ["facility_id", "role", "date", "shift_hours"]
+IMPUTED_COLUMNS = ["facility_id", "role", "date", "shift_hours", "exact"]
 """Columns of the requests put back into the history: one row per request, ``date`` its local
-shift date."""
+shift date, ``exact`` False where that date is estimated from when it was requested."""
 
 UNKNOWN = "(unknown)"
 WARN_SHARE = 0.01
@@ -134,7 +136,7 @@ def assess(
             )
     if not parts:
         lost = pd.DataFrame(
-            columns=["source", "facility_id", "role", "date", "hours", "counts", "rows"]
+            columns=["source", "facility_id", "role", "date", "hours", "counts", "exact", "rows"]
         )
     else:
         lost = pd.concat(parts, ignore_index=True)
@@ -268,6 +270,7 @@ def _lost(
             "date": dates.to_numpy(),
             "hours": hours.to_numpy(),
             "counts": (~early).to_numpy(),
+            "exact": start.notna().to_numpy(),
             "rows": 1,
         }
     )
@@ -329,7 +332,7 @@ def _summarise(
     # concerns region-roles with losses. Facilities of the same region-role that lost nothing
     # are added as used-only rows so the denominator is the whole region-role.
     impact = _with_unaffected_facilities(impact, used_recent, regions, window_days)
-    imputed = lost.loc[placed, ["facility_id", "role", "date", "hours"]].rename(
+    imputed = lost.loc[placed, ["facility_id", "role", "date", "hours", "exact"]].rename(
         columns={"hours": "shift_hours"}
     )
     return DemandImpact(impact, imputed.reset_index(drop=True))

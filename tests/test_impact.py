@@ -102,7 +102,7 @@ def _history_total(result, imputed: bool) -> pd.Series:
         24.0,
         imputed=result.impact.imputed if imputed else None,
     )
-    return history.groupby("facility_id")["demand"].sum()
+    return history.groupby(history["facility_id"].astype(str))["demand"].sum()
 
 
 def test_clean_source_loses_nothing() -> None:
@@ -120,10 +120,12 @@ def test_unreadable_shift_start_is_put_back_on_its_date() -> None:
     lost = (broken["shift_start"] == "not a time").sum()
     assert result.counts["shift_requests"]["quarantined"] == lost
     assert result.impact.imputed.shape[0] == lost
-    # Lead time is two days for every request, so the estimated dates are the true ones.
+    # Lead time is two days for every request, so the estimated weeks are the true ones and
+    # every request is put back in its own week.
     pd.testing.assert_series_equal(
         _history_total(result, imputed=True), _history_total(expected, imputed=False)
     )
+    assert not result.impact.imputed["exact"].any()
     assert (_history_total(result, imputed=False) < _history_total(expected, False)).all()
     shares = region_shares(result.impact.impact).set_index(["region", "role"])
     assert shares.loc[("North", "RN"), "share"] == pytest.approx(0.1, abs=0.02)
@@ -158,6 +160,39 @@ def test_rows_of_an_unknown_facility_are_lost_without_a_region() -> None:
     assert unknown["region"].tolist() == ["(unknown)"]
     assert unknown["imputed_shifts"].sum() == 0
     assert result.impact.imputed.empty
+
+
+def test_estimated_dates_follow_the_weeks_own_days() -> None:
+    """Put back in the estimated week, on the days of it that had demand."""
+    from models.demand import _spread_over_weeks
+
+    weeks = 60
+    dates = pd.date_range("2024-01-01", periods=7 * weeks)  # starts on a Monday
+    weekday_demand = [6, 6, 6, 6, 6, 0, 0]  # weekdays only
+    history = pd.DataFrame(
+        {
+            "series_id": "F1:RN",
+            "facility_id": "F1",
+            "role": "RN",
+            "date": dates,
+            "demand": weekday_demand * weeks,
+            "hours": [12.0 * d for d in weekday_demand] * weeks,
+        }
+    )
+    saturdays = dates[dates.weekday == 5]  # estimated dates all land on Saturdays
+    spread = pd.DataFrame(
+        {"facility_id": "F1", "role": "RN", "date": saturdays.repeat(3), "shift_hours": 12.0}
+    )
+    out = _spread_over_weeks(history, spread, dates[0], dates[-1] + pd.Timedelta(days=1))
+    weekly = out.groupby(out["date"] - pd.to_timedelta(out["date"].dt.day_of_week, "D"))["demand"]
+    assert (weekly.sum() == 33).all()  # each week's level restored: 30 + 3
+    by_day = out.groupby(out["date"].dt.day_of_week)["demand"].sum()
+    assert by_day.loc[5] == 0 and by_day.loc[6] == 0  # weekends stay empty
+    added = by_day.loc[0:4] - 6 * weeks
+    assert added.sum() == 3 * weeks and added.min() > 0.1 * 3 * weeks  # spread, not piled
+    assert out["hours"].sum() == pytest.approx(12.0 * out["demand"].sum())
+    again = _spread_over_weeks(history, spread, dates[0], dates[-1] + pd.Timedelta(days=1))
+    pd.testing.assert_frame_equal(out, again)  # seeded
 
 
 def test_identical_copies_carry_no_lost_demand() -> None:
