@@ -409,8 +409,8 @@ def loss_warnings(impact: pd.DataFrame, threshold: float = WARN_SHARE) -> list[s
             f"{row.region} {row.role}: {row.share:.1%} of the last {window} days' demand "
             f"({row.lost:,.0f} {shifts}) is in quarantine. {row.imputed:,} quarantined requests "
             "(all dates) were put back into the forecast history where their facility and "
-            "date were known; any others are missing from the forecast, so pools and hires "
-            "there may be understated. Fix the rows listed under data quality."
+            "week were known, the others are missing from it: treat pools and hires there as "
+            "uncertain by about that share. Fix the rows listed under data quality."
         )
     # Requests whose role the plan does not know: RN demand under an unmapped name, or roles
     # out of scope that the mapping does not exclude yet. Said once, when they are more than

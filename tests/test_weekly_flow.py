@@ -108,6 +108,8 @@ def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
     artifacts = _artifacts(run["flow_run_id"])
     assert {"hiring-targets", "on-call-pools", "weekly-forecast-progress"} <= set(artifacts)
     assert artifacts["weekly-forecast-progress"].data == 100.0
+    quality = str(artifacts["data-quality"].data)  # rows, rules, and what bad rows cost
+    assert "| excluded |" in quality and "## What bad and excluded rows cost" in quality
     targets = artifacts["hiring-targets"].data
     assert len(json.loads(targets) if isinstance(targets, str) else targets) == 8
 
