@@ -179,7 +179,7 @@ def test_estimated_dates_follow_the_weeks_own_days() -> None:
             "hours": [12.0 * d for d in weekday_demand] * weeks,
         }
     )
-    saturdays = dates[dates.weekday == 5]  # estimated dates all land on Saturdays
+    saturdays = dates[dates.day_of_week == 5]  # estimated dates all land on Saturdays
     spread = pd.DataFrame(
         {"facility_id": "F1", "role": "RN", "date": saturdays.repeat(3), "shift_hours": 12.0}
     )
