@@ -131,3 +131,16 @@ def test_closed_facility_history_ends_at_active_to() -> None:
         late_cancellation_hours=24,
     )
     assert history["date"].max() == pd.Timestamp("2025-02-15")
+
+
+def test_one_facility_with_categorical_ids_builds_its_history() -> None:
+    """A source with one facility: ids arrive as categories from parsing, and mapping a
+    one-category column once returned categories of dates that could not be compared."""
+    requests = _requests(
+        [{"shift_start": "2025-03-03 13:00"}, {"shift_start": "2025-03-05 13:00"}]
+    ).astype({"facility_id": "category", "role": "category", "status": "category"})
+    facilities = _facilities().astype({"facility_id": "category"})
+    history, booked = daily_demand(requests, facilities, AS_OF, AS_OF_UTC, 10, 24.0)
+    assert history["demand"].sum() == 2 and booked.empty
+    assert str(history["date"].min().date()) == "2025-02-28"  # as_of - 10 days
+    assert (history["region"] == "North").all()
