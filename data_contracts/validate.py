@@ -292,6 +292,7 @@ def validate_extract(
     impact_window_days: int = 28,
     history_days: int = 3 * 365 + 1,
     max_region_loss_share: float | None = None,
+    max_source_lag_days: float | None = None,
 ) -> ValidationResult:
     """Parse and check every table of ``extract``.
 
@@ -299,6 +300,9 @@ def validate_extract(
     more than ``max_quarantine_share`` of shift_requests rows are quarantined, or when one region
     and role loses more than ``max_region_loss_share`` (default: ``max_quarantine_share``) of its
     last ``impact_window_days`` of demand to quarantined requests.
+
+    With ``max_source_lag_days``, a source whose newest request was made more than that many
+    days before as_of stops the run too (rule ``source_freshness``).
 
     The raw frames are taken out of ``extract.tables`` as each table is parsed, so that
     millions of rows of text are not held in memory twice.
@@ -351,6 +355,8 @@ def validate_extract(
     # the exclusions, so that millions of rows are copied once.
     existed = ~(requests["requested_at"] >= extract.as_of_utc).to_numpy()
     extracted_requests = int(existed.sum())
+    if max_source_lag_days is not None:
+        _check_freshness(requests["requested_at"][existed], extract, max_source_lag_days)
     excluded_mask = (
         requests["_excluded"].fillna(False).to_numpy(dtype=bool)
         if "_excluded" in requests.columns
@@ -489,6 +495,24 @@ def validate_extract(
     return ValidationResult(tables, quarantine, counts, outcomes, impact, excluded_summary, samples)
 
 
+def _check_freshness(requested_at: pd.Series, extract: SourceExtract, lag_days: float) -> None:
+    """Stop when the newest request is older than ``lag_days`` before as_of (a replica that
+    lags, an export from last week): the missing days would read as a fall in demand."""
+    newest = requested_at.max()
+    limit = extract.as_of_utc - pd.Timedelta(days=lag_days)
+    if pd.isna(newest) or newest >= limit:
+        return  # an empty or unreadable extract is left to the rules that name it
+    age = (extract.as_of_utc - newest) / pd.Timedelta(days=1)
+    raise ValidationFailed(
+        f"Source table 'shift_requests' broke the batch rule 'source_freshness': its newest "
+        f"request was made at {newest:%Y-%m-%d %H:%M} UTC, {age:.1f} days before as_of "
+        f"{extract.as_of} (allowed: {lag_days:g} days). A source that lags (a replica behind, "
+        "an old export) would publish the missing days as a fall in demand. Check that the "
+        "source is current, or run for an earlier as_of; STAFFCAST_MAX_SOURCE_LAG_DAYS sets "
+        "the limit. Nothing was published."
+    )
+
+
 def _without_raw(frame: pd.DataFrame) -> pd.DataFrame:
     """A used table without the source's text kept for quarantine details (``_raw_*``)."""
     return frame.drop(columns=[c for c in frame.columns if c.startswith("_raw_")])
@@ -506,6 +530,7 @@ def validate_with_settings(extract: SourceExtract, settings: Settings) -> Valida
         impact_window_days=settings.impact_window_days,
         history_days=settings.history_days,
         max_region_loss_share=settings.max_region_loss_share,
+        max_source_lag_days=settings.max_source_lag_days,
     )
 
 

@@ -307,6 +307,18 @@ def _parse_scenarios(texts: tuple[str, ...]) -> tuple[Scenario, ...]:
     return parsed
 
 
+def _check_as_of(as_of: date, settings: Settings) -> None:
+    """Refuse (before any work) an as_of after today in the agency's zone, unless allowed."""
+    today = today_in(settings.agency_timezone)
+    if as_of > today and not settings.allow_future_as_of:
+        raise StaffcastError(
+            f"as_of {as_of} is after today ({today} in {settings.agency_timezone}): a run for a "
+            "future week sees demand that has not been requested yet and would become the "
+            "current plan. Run for today or an earlier date, or pass --allow-future-as-of "
+            "(STAFFCAST_ALLOW_FUTURE_AS_OF=true) if you mean it; nothing was published."
+        )
+
+
 def _check_region_staffing(settings: Settings) -> None:
     """A clear error (before any work) for a per-region override that is not a parameter."""
     for region, roles in settings.region_staffing.items():
@@ -466,6 +478,7 @@ def weekly_forecast(
     horizon_days: int | None = None,
     scenarios: list[str] | None = None,
     source_mapping: str | None = None,
+    allow_future_as_of: bool | None = None,
 ) -> RunSummary:
     """Forecast demand, size on-call pools and hiring targets, and publish them.
 
@@ -483,6 +496,7 @@ def weekly_forecast(
             "horizon_days": horizon_days,
             "scenarios": tuple(scenarios) if scenarios is not None else None,
             "source_mapping": Path(source_mapping) if source_mapping is not None else None,
+            "allow_future_as_of": allow_future_as_of,
         }.items()
         if v is not None
     }
@@ -492,6 +506,7 @@ def weekly_forecast(
     config = engine_config(settings)  # a bad holiday or model setting stops before any work
     mapping = load_mapping(settings.source_mapping) if settings.source_mapping else None
     as_of = as_of or today_in(settings.agency_timezone)
+    _check_as_of(as_of, settings)
     logger = get_run_logger()
     src_url, rep_url = settings.resolved_source_url, settings.resolved_reporting_url
 

@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--reporting", help="SQLAlchemy URL of the reporting database")
     run.add_argument("--horizon", type=int, help="forecast horizon in days (default 182)")
     run.add_argument(
+        "--allow-future-as-of",
+        action="store_true",
+        help="allow an as_of after today in the agency's zone (refused by default)",
+    )
+    run.add_argument(
         "--scenario",
         action="append",
         help=(
@@ -230,6 +235,7 @@ def _demo(args: argparse.Namespace) -> int:
         return 0
     summary = weekly_forecast(
         as_of=as_of,
+        allow_future_as_of=True,  # the demo's data is made for its own "today"
         source_url=f"sqlite:///{agency.path.resolve()}",
         scenarios=_scenarios(args, default=list(DEMO_SCENARIOS)),
     )
@@ -247,6 +253,7 @@ def _run(args: argparse.Namespace) -> int:
         horizon_days=args.horizon,
         scenarios=_scenarios(args),
         source_mapping=str(args.mapping) if args.mapping is not None else None,
+        allow_future_as_of=True if args.allow_future_as_of else None,
     )
     _print_summary(summary)
     return 0

@@ -202,6 +202,23 @@ class Settings(BaseSettings):
             "history as whole requests, so a few broken rows do not shrink the forecast."
         ),
     )
+    max_source_lag_days: float = Field(
+        2.0,
+        ge=0,
+        description=(
+            "A run stops when the newest request in the source was made more than this many "
+            "days before as_of: a lagging replica or an old export would otherwise publish a "
+            "week with requests missing as if demand had fallen (days)."
+        ),
+    )
+    allow_future_as_of: bool = Field(
+        False,
+        description=(
+            "Allow an as_of after today in the agency's zone (--allow-future-as-of). A run for "
+            "a future week sees demand that has not been requested yet and would become the "
+            "current plan; refused unless asked for explicitly."
+        ),
+    )
     recent_days_required: int = Field(
         14,
         ge=1,

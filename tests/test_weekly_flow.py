@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flows.weekly_forecast import weekly_forecast
 from reports import publish as publishing
 from reports.schema import CHILD_TABLES, reporting_engine
-from staffcast.errors import ValidationFailed
+from staffcast.errors import StaffcastError, ValidationFailed
 from tests.conftest import AS_OF
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -184,6 +184,7 @@ def test_failed_run_leaves_the_published_run_current(
         return real_insert(connection, target, rows)
 
     monkeypatch.setattr(publishing, "_insert_rows", failing_insert)
+    monkeypatch.setenv("STAFFCAST_MAX_SOURCE_LAG_DAYS", "10")  # the same source a week later
     later = date.fromordinal(AS_OF.toordinal() + 7)
     with pytest.raises(RuntimeError, match="injected"):
         weekly_forecast(as_of=later, source_url=source, reporting_url=reporting)
@@ -279,3 +280,33 @@ def test_forecast_batches_in_worker_processes_match_the_flow_process() -> None:
     in_flow, in_processes = forecast(1), forecast(2)
     for one, other in zip(in_flow, in_processes, strict=True):
         pd.testing.assert_frame_equal(one, other)
+
+
+def test_the_clock_future_as_of_and_a_lagging_source_stop_before_publishing(
+    small_agency, staffcast_home: Path
+) -> None:
+    from flows.weekly_forecast import today_in
+
+    source = f"sqlite:///{small_agency.path}"
+    reporting = f"sqlite:///{staffcast_home / 'reporting.db'}"
+    future = today_in("America/Chicago") + timedelta(days=7)
+    with pytest.raises(StaffcastError, match="is after today") as refused:
+        weekly_forecast(as_of=future, source_url=source, reporting_url=reporting)
+    assert "--allow-future-as-of" in str(refused.value)
+    assert not Path(staffcast_home / "reporting.db").exists()  # refused before any work
+
+    # The source's newest request is from AS_OF: a week later it lags by 7 days.
+    later = AS_OF + timedelta(days=7)
+    with pytest.raises(ValidationFailed, match="source_freshness") as stale:
+        weekly_forecast(as_of=later, source_url=source, reporting_url=reporting)
+    assert "days before as_of" in str(stale.value) and "Nothing was published" in str(stale.value)
+    engine = reporting_engine(reporting)
+    assert [r[2] for r in _runs(engine)] == ["failed"]
+    assert _count(engine, "current_forecast_run") == 0
+    with engine.connect() as conn:
+        rule = conn.exec_driver_sql(
+            "SELECT source_table, rule FROM validation_result WHERE level = 'batch' "
+            "AND rule = 'source_freshness'"
+        ).one()
+    assert rule == ("shift_requests", "source_freshness")
+    engine.dispose()
