@@ -433,7 +433,7 @@ def _database_error(what: str, exc: DBAPIError, advice: str) -> StaffcastError:
 def _report(args: argparse.Namespace) -> int:
     """``staffcast report``: the HTML report and the targets CSV of a published run."""
     from sqlalchemy import make_url
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import DBAPIError
 
     from reports.html_report import published_run, write_report
     from reports.schema import SCHEMA_REVISION, reporting_engine, schema_revision
@@ -445,6 +445,8 @@ def _report(args: argparse.Namespace) -> int:
     url = args.reporting or settings.resolved_reporting_url
     parsed = make_url(url)
     database = parsed.database or ""
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):
+        database = database.removeprefix("file:").split("?", 1)[0]  # sqlite:///file:x?mode=ro
     if (
         parsed.get_backend_name() == "sqlite"
         and database not in ("", ":memory:")
@@ -467,17 +469,18 @@ def _report(args: argparse.Namespace) -> int:
         try:
             run = published_run(engine, args.run_id)
         except ValueError as exc:
-            raise StaffcastError(f"staffcast report: {exc}") from exc
+            raise StaffcastError(str(exc)) from exc
         html_path = args.output or settings.report_path(run["as_of"])
         csv_path = targets_csv_path(html_path)
         started = time.perf_counter()
         write_report(engine, html_path, run["run_id"])
         write_targets_csv(engine, csv_path, run["run_id"])
-    except (OperationalError, ProgrammingError) as exc:
+    except DBAPIError as exc:  # unreachable, refused, or a file that is not a database
         raise _database_error(
             f"Could not read the reporting database at {redact_url(url)}",
             exc,
-            "Check the URL and that the server is running; no report was written.",
+            "Check the URL, that the server is running and that the file is the reporting "
+            "database staffcast wrote; no report was written.",
         ) from exc
     finally:
         engine.dispose()

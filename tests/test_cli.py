@@ -190,7 +190,18 @@ def test_report_command_writes_html_and_csv_of_a_run(
 
     assert main(["report", "--reporting", url, "--run-id", "nope"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("staffcast: staffcast report: Run 'nope' is not in the reporting")
+    assert err.startswith("staffcast: Run 'nope' is not in the reporting")  # prefixed once
+    assert err.count("\n") == 1
+
+    # A read-only URI of the same file reads it; a file that is not a database is explained.
+    readonly = f"sqlite:///file:{tmp_path / 'reporting.db'}?mode=ro&uri=true"
+    assert main(["report", "--reporting", readonly, "--output", str(out)]) == 0
+    capsys.readouterr()
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database\n")
+    assert main(["report", "--reporting", f"sqlite:///{junk}"]) == 1
+    err = capsys.readouterr().err
+    assert "file is not a database" in err and "Traceback" not in err
     assert err.count("\n") == 1
 
 
