@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.suites import ROLES
-from models.demand import counted_requests
+from models.demand import counted_requests, early_cancellation, local_dates
 
 IMPACT_COLUMNS = [
     "source",
@@ -161,15 +161,6 @@ def _zones(facilities: pd.DataFrame, agency_timezone: str) -> pd.Series:
     return pd.Series(zone.to_numpy(), index=known["facility_id"].astype(str).to_numpy())
 
 
-def _local_dates(instants: pd.Series, zones: pd.Series) -> pd.Series:
-    """Local calendar dates of UTC ``instants`` in the aligned ``zones`` (NaT stays NaT)."""
-    result = pd.Series(pd.NaT, index=instants.index, dtype="datetime64[ns]")
-    for zone, index in zones.groupby(zones, dropna=True).groups.items():
-        local = instants.loc[index].dt.tz_convert(str(zone)).dt.tz_localize(None)
-        result[index] = local.dt.normalize().astype("datetime64[ns]")
-    return result
-
-
 def _recent_used(
     used: pd.DataFrame,
     zones: pd.Series,
@@ -250,7 +241,7 @@ def _lost(
     has_zone = zone.notna()
     dates = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
     if has_zone.any():
-        dates[has_zone] = _local_dates(instant[has_zone], zone[has_zone])
+        dates[has_zone] = local_dates(instant[has_zone], zone[has_zone])
     # A facility nobody knows has no zone: its date is read in UTC (off by hours at most).
     no_zone = ~has_zone & instant.notna()
     if no_zone.any():
@@ -258,10 +249,7 @@ def _lost(
 
     hours = frame["shift_hours"].astype(float)
     hours = hours.where((hours > 0) & (hours <= 24), typical_hours)
-    status = frame["status"].astype(object)
-    cancelled = (status == "cancelled") & (frame["cancelled_at"] < as_of_utc)
-    notice = start - frame["cancelled_at"]
-    early = cancelled & (notice >= pd.Timedelta(hours=late_cancellation_hours))
+    early = early_cancellation(frame, as_of_utc, late_cancellation_hours)
     return pd.DataFrame(
         {
             "source": source,

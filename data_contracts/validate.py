@@ -357,15 +357,10 @@ def validate_extract(
     extracted_requests = int(existed.sum())
     if max_source_lag_days is not None:
         _check_freshness(requests["requested_at"][existed], extract, max_source_lag_days)
-    excluded_mask = (
-        requests["_excluded"].fillna(False).to_numpy(dtype=bool)
-        if "_excluded" in requests.columns
-        else np.zeros(len(requests), dtype=bool)
-    )
-    _, excluded_requests = _set_aside(
-        "shift_requests", requests[existed & excluded_mask], excluded_parts
-    )
-    requests = requests[existed & ~excluded_mask].drop(columns=["_excluded"], errors="ignore")
+    excluded_mask = _excluded_mask(requests)
+    excluded_requests = requests[existed & excluded_mask].drop(columns=["_excluded"])
+    _summarise_excluded("shift_requests", excluded_requests, excluded_parts)
+    requests = requests[existed & ~excluded_mask].drop(columns=["_excluded"])
     del existed, excluded_mask
     rules = suites.shift_request_rules(
         sorted(facilities["facility_id"].dropna()),
@@ -383,9 +378,7 @@ def validate_extract(
         max_quarantined=int(max_quarantine_share * extracted_requests),
     )
     lost = requests[quarantined]
-    # The source's text of unparsed values is needed only for quarantine details.
-    raw_columns = [c for c in requests.columns if c.startswith("_raw_")]
-    requests = requests.drop(columns=raw_columns)
+    requests = _without_raw(requests)
     if quarantined.any():
         requests = requests[~quarantined]
     del quarantined
@@ -534,39 +527,49 @@ def validate_with_settings(extract: SourceExtract, settings: Settings) -> Valida
     )
 
 
+def _excluded_mask(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of a parsed table the mapping declares out of scope (``_excluded``)."""
+    return frame["_excluded"].fillna(False).to_numpy(dtype=bool)
+
+
 def _set_aside(
     table: str, frame: pd.DataFrame, summaries: list[pd.DataFrame]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(in scope, excluded) rows of a parsed table; the excluded rows' values are summarised
     into ``summaries`` (table, column, value, rows)."""
-    if "_excluded" not in frame.columns:
-        return frame, frame.iloc[0:0]
-    mask = frame["_excluded"].fillna(False).to_numpy(dtype=bool)
+    mask = _excluded_mask(frame)
     if not mask.any():  # no copy of millions of rows for nothing
         kept = frame.drop(columns=["_excluded"])
         return kept, kept.iloc[0:0]
-    kept = frame[~mask].drop(columns=["_excluded"])
     excluded = frame[mask].drop(columns=["_excluded"])
+    _summarise_excluded(table, excluded, summaries)
+    return frame[~mask].drop(columns=["_excluded"]), excluded
+
+
+def _summarise_excluded(table: str, excluded: pd.DataFrame, summaries: list[pd.DataFrame]) -> None:
+    """Excluded rows per value of the column they were excluded for (table, column, value,
+    rows), appended to ``summaries``."""
+    if excluded.empty:
+        return
     reasons = [c for c in ("role", "facility_type", "status", "response") if c in excluded]
-    for column in reasons[:1]:
-        values = excluded[column].astype(object).fillna("(blank)").astype(str).value_counts()
-        summaries.append(
-            pd.DataFrame(
-                {
-                    "source_table": table,
-                    "column": column,
-                    "value": values.index.astype(str),
-                    "rows": values.to_numpy().astype(int),
-                }
-            )
-        )
     if not reasons:
         summaries.append(
             pd.DataFrame(
-                {"source_table": [table], "column": [""], "value": [""], "rows": [int(mask.sum())]}
+                {"source_table": [table], "column": [""], "value": [""], "rows": [len(excluded)]}
             )
         )
-    return kept, excluded
+        return
+    values = excluded[reasons[0]].astype(object).fillna("(blank)").astype(str).value_counts()
+    summaries.append(
+        pd.DataFrame(
+            {
+                "source_table": table,
+                "column": reasons[0],
+                "value": values.index.astype(str),
+                "rows": values.to_numpy().astype(int),
+            }
+        )
+    )
 
 
 def _whole(table: RawTable, samples: dict[str, dict[str, list[str]]], name: str) -> pd.DataFrame:

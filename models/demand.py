@@ -33,15 +33,29 @@ def counted_requests(
     ``requests`` needs facility_id, role, shift_start (UTC), shift_hours, status, cancelled_at
     (UTC) and ``timezone`` (the facility's zone).
     """
+    counted = requests[~early_cancellation(requests, as_of_utc, late_cancellation_hours)]
+    return counted.assign(date=local_dates(counted["shift_start"], counted["timezone"]))
+
+
+def early_cancellation(
+    requests: pd.DataFrame, as_of_utc: pd.Timestamp, late_cancellation_hours: float
+) -> pd.Series:
+    """Requests the facility cancelled before as_of and at least ``late_cancellation_hours``
+    before the shift: the ones that do not count as demand (``status``, ``shift_start`` and
+    ``cancelled_at`` in UTC). A cancellation at or after as_of had not happened yet."""
     cancelled = requests["status"].eq("cancelled") & (requests["cancelled_at"] < as_of_utc)
     notice = requests["shift_start"] - requests["cancelled_at"]
-    late = notice < pd.Timedelta(hours=late_cancellation_hours)
-    counted = requests[~cancelled | late.fillna(False)]
-    local_date = pd.Series(pd.NaT, index=counted.index, dtype="datetime64[ns]")
-    for zone, index in counted.groupby("timezone").groups.items():
-        local = counted.loc[index, "shift_start"].dt.tz_convert(str(zone))
-        local_date[index] = local.dt.tz_localize(None).dt.normalize().astype("datetime64[ns]")
-    return counted.assign(date=local_date)
+    return cancelled & (notice >= pd.Timedelta(hours=late_cancellation_hours))
+
+
+def local_dates(instants: pd.Series, zones: pd.Series) -> pd.Series:
+    """Local calendar dates of UTC ``instants`` in the aligned IANA ``zones`` (NaT where either
+    is missing)."""
+    result = pd.Series(pd.NaT, index=instants.index, dtype="datetime64[ns]")
+    for zone, index in zones.groupby(zones, dropna=True, observed=True).groups.items():
+        local = instants.loc[index].dt.tz_convert(str(zone)).dt.tz_localize(None)
+        result[index] = local.dt.normalize().astype("datetime64[ns]")
+    return result
 
 
 def daily_demand(
