@@ -17,6 +17,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import great_expectations as gx
@@ -33,6 +34,7 @@ from data_contracts import impact as demand_impact
 from data_contracts import parsing, suites
 from data_contracts.impact import DemandImpact
 from data_contracts.suites import Rule
+from models.demand import counted_requests, early_cancellation
 from staffcast.errors import ValidationFailed
 from staffcast.source import RawTable, SourceExtract, table_chunks
 
@@ -299,7 +301,9 @@ def validate_extract(
     Raises :class:`ValidationFailed` (nothing published) when a batch-level rule fails, when
     more than ``max_quarantine_share`` of shift_requests rows are quarantined, or when one region
     and role loses more than ``max_region_loss_share`` (default: ``max_quarantine_share``) of its
-    last ``impact_window_days`` of demand to quarantined requests.
+    last ``impact_window_days`` of demand to quarantined requests, or when no used request
+    counts as demand on a day of the ``history_days`` before as_of (rule ``history_demand``: all
+    cancelled a day ahead, or only bookings ahead; there would be nothing to forecast).
 
     With ``max_source_lag_days``, a source whose newest request was made more than that many
     days before as_of stops the run too (rule ``source_freshness``).
@@ -431,6 +435,16 @@ def validate_extract(
             counts,
             impact=impact.impact,
         )
+    _check_history_demand(
+        requests,
+        zones,
+        extract,
+        history_days,
+        late_cancellation_hours,
+        outcomes,
+        counts,
+        impact.impact,
+    )
 
     nurses = parsing.parse_nurses(
         _whole(raw.pop("nurses"), samples, "nurses"), options=options("nurses")
@@ -503,6 +517,55 @@ def _check_freshness(requested_at: pd.Series, extract: SourceExtract, lag_days: 
         "an old export) would publish the missing days as a fall in demand. Check that the "
         "source is current, or run for an earlier as_of; STAFFCAST_MAX_SOURCE_LAG_DAYS sets "
         "the limit. Nothing was published."
+    )
+
+
+def _check_history_demand(
+    requests: pd.DataFrame,
+    zones: pd.Series,
+    extract: SourceExtract,
+    history_days: int,
+    late_cancellation_hours: float,
+    outcomes: list[RuleOutcome],
+    counts: dict[str, dict[str, int]],
+    impact: pd.DataFrame,
+) -> None:
+    """Stop (rule ``history_demand``) when no used request counts as demand on a day of the
+    ``history_days`` before as_of: every one was cancelled a day ahead, or is for as_of or later.
+
+    Forecasts start from each facility and role's daily demand in that window
+    (:func:`models.demand.daily_demand`, same definition); with none there is no series to
+    forecast and no pool to size, so the run stops here instead of failing later. ``zones`` is
+    facility_id -> IANA zone of the usable facilities; ``requests`` are the used rows.
+    """
+    first_day = pd.Timestamp(extract.as_of - timedelta(days=history_days))
+    as_of_day = pd.Timestamp(extract.as_of)
+    # Cheap first: a request not cancelled whose shift starts a day inside the window (in UTC)
+    # counts in any zone; millions of rows are not converted to local dates for nothing.
+    day = pd.Timedelta(days=1)
+    start = requests["shift_start"]
+    inner = (start >= first_day.tz_localize("UTC") + day) & (
+        start < as_of_day.tz_localize("UTC") - day
+    )
+    if (inner & requests["status"].ne("cancelled")).any():
+        return
+    frame = requests.assign(timezone=requests["facility_id"].map(zones))
+    early = early_cancellation(frame, extract.as_of_utc, late_cancellation_hours)
+    dates = counted_requests(frame, extract.as_of_utc, late_cancellation_hours)["date"]
+    if ((dates >= first_day) & (dates < as_of_day)).any():
+        return
+    raise ValidationFailed(
+        f"Source table 'shift_requests' broke the batch rule 'history_demand': none of its "
+        f"{len(requests)} used requests counts as demand on a day of the {history_days} days "
+        f"before as_of {extract.as_of} (cancelled {late_cancellation_hours:g} hours or more "
+        f"before the shift: {int(early.sum())}; shifts on or after as_of: "
+        f"{int((dates >= as_of_day).sum())}; shifts before those days: "
+        f"{int((dates < first_day).sum())}). Forecasts start from each facility's past demand, "
+        "so there is nothing to plan from: check that the source holds the past requests with "
+        "their statuses, or run for a later as_of. Nothing was published.",
+        outcomes,
+        counts,
+        impact=impact,
     )
 
 

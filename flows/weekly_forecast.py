@@ -12,11 +12,14 @@ stops the run.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
@@ -35,6 +38,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 
@@ -66,19 +70,17 @@ from models.regional import (
 from models.staffing import StaffingParams
 from reports import publish as publishing
 from reports.html_report import write_report
-from reports.schema import create_schema, reporting_engine
+from reports.reporting_db import preflight, refused
+from reports.schema import reporting_engine
 from reports.targets_csv import TARGET_COLUMNS, targets_csv_path, write_targets_csv
 from staffcast import __version__
-from staffcast.errors import (
-    ReportingUnavailable,
-    SourceUnavailable,
-    StaffcastError,
-    ValidationFailed,
-)
+from staffcast.die_with_parent import die_with_parent
+from staffcast.errors import RunInProgress, SourceUnavailable, StaffcastError, ValidationFailed
 from staffcast.mapping import SourceMapping, load_mapping
+from staffcast.retry import read_source, retry_reason
+from staffcast.run_control import CANCELLATION, Heartbeat, RunCancelled, wait_until
 from staffcast.settings import Settings
 from staffcast.source import SourceExtract, redact_url
-from staffcast.source_files import open_source
 
 T = TypeVar("T")
 TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -122,27 +124,25 @@ def today_in(zone: str) -> date:
     return datetime.now(ZoneInfo(zone)).date()
 
 
-def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry the extract only when the database may answer later."""
-    try:
-        state.result()
-    except SourceUnavailable as exc:
-        return exc.transient
-    except sa.exc.OperationalError:
-        return True
-    except Exception:  # noqa: BLE001 - anything else will fail the same way again
-        return False
-    return False
-
-
-@task(retry_condition_fn=_is_transient, **TASK_OPTIONS)
+@task(**TASK_OPTIONS)
 def extract(
-    source_url: str, as_of: date, agency_timezone: str, mapping: SourceMapping | None = None
+    source_url: str, as_of: date, settings: Settings, mapping: SourceMapping | None = None
 ) -> SourceExtract:
     """Read the needed columns of the source tables (database URL or folder of files), through
-    the agency's source mapping when it has one."""
-    result = open_source(source_url, as_of, agency_timezone, mapping)
-    get_run_logger().info("Extracted rows: %s", result.rows())
+    the agency's source mapping when it has one; a source that is busy or does not answer is
+    tried again with backoff for settings.source_retry_seconds (staffcast.retry)."""
+    logger = get_run_logger()
+
+    def retrying(attempt: int, delay: float, error: SourceUnavailable) -> None:
+        logger.warning(
+            "The source is unavailable (%s); try %d in %.1f s",
+            retry_reason(error),
+            attempt + 1,
+            delay,
+        )
+
+    result = read_source(source_url, as_of, settings, mapping, notify=retrying)
+    logger.info("Extracted rows: %s", result.rows())
     return result
 
 
@@ -209,8 +209,22 @@ def _forecast_processes(workers: int, batches: int) -> Iterator[Executor | None]
         return
     # forkserver: worker processes do not inherit the flow's threads (Prefect's event loop).
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    # A SIGKILLed run takes the forkserver and its workers with it (staffcast.die_with_parent).
+    context.set_forkserver_preload(["staffcast._forkserver_preload"])
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=die_with_parent)
+    try:
         yield pool
+    except BaseException:
+        # A cancelled or failed run stops its workers now, not after the batches queued.
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=5)
+        raise
+    else:
+        pool.shutdown(wait=True)
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -358,12 +372,28 @@ def _plan_inputs(
 
 @task(**TASK_OPTIONS)
 def publish(
-    reporting_url: str, run_id: str, tables: dict[str, pd.DataFrame], counts: dict[str, int]
+    reporting_url: str,
+    run_id: str,
+    tables: dict[str, pd.DataFrame],
+    counts: dict[str, int],
+    backfill: bool = False,
 ) -> None:
-    """Write every table of the run in one transaction and flip it to published."""
+    """Write every table of the run in one transaction and flip it to published; signals
+    are held during the COMMIT (run_control)."""
     engine = reporting_engine(reporting_url)
     try:
-        publishing.publish_run(engine, run_id, tables, publishing.RunCounts(**counts))
+        publishing.publish_run(
+            engine,
+            run_id,
+            tables,
+            publishing.RunCounts(**counts),
+            backfill=backfill,
+            commit_guard=CANCELLATION.protected,
+        )
+    except ValueError as exc:  # the run was replaced or ended meanwhile: no traceback
+        raise StaffcastError(f"Run {run_id} could not publish: {exc}.") from exc
+    except sa.exc.DBAPIError as exc:  # one paragraph, in the task's log too
+        raise refused(exc, reporting_url, "the run's writes") from exc
     finally:
         engine.dispose()
 
@@ -388,6 +418,7 @@ class _Stages:
     def __init__(self) -> None:
         self.timings: dict[str, dict[str, float | None]] = {}
         self.done = 0.0
+        self.current = ""
         # Called from sync code, Prefect's sync-compatible function returns the id itself.
         self.artifact_id = cast(
             UUID,
@@ -400,7 +431,11 @@ class _Stages:
         """Run one stage, recording its wall seconds and the process's peak memory during it."""
         _peak_rss_mb(reset=True)
         started = time.perf_counter()
+        self.current = name
+        CANCELLATION.check()
         result = fn(*args)
+        CANCELLATION.check()
+        self.current = ""
         peak = _peak_rss_mb()
         self.timings[name] = {
             "seconds": round(time.perf_counter() - started, 3),
@@ -443,6 +478,7 @@ def _forecast_all(
             forecast_batch.map(batches, settings.horizon_days, config, start, unmapped(processes))
         )
         for done, future in enumerate(as_completed(futures), start=1):
+            CANCELLATION.check()
             future.result()  # raise a failed batch's error now
             stages.within(
                 "forecast", done / len(futures), f"Forecast: {done} of {len(futures)} batches"
@@ -479,6 +515,7 @@ def weekly_forecast(
     scenarios: list[str] | None = None,
     source_mapping: str | None = None,
     allow_future_as_of: bool | None = None,
+    backfill: bool | None = None,
 ) -> RunSummary:
     """Forecast demand, size on-call pools and hiring targets, and publish them.
 
@@ -487,6 +524,10 @@ def weekly_forecast(
     ``scenarios`` ('name:parameter=value,...', see :func:`models.plan.parse_scenario`) are
     planned and stored beside 'base'. ``source_mapping`` is the YAML file mapping the agency's
     own tables, columns and codes (default: the setting; none: staffcast's own names).
+    ``backfill`` publishes without taking over from a current run of a later as_of.
+
+    SIGTERM and SIGINT (and a Prefect cancellation) cancel the run: see
+    staffcast.run_control.
     """
     updates = {
         k: v
@@ -497,10 +538,32 @@ def weekly_forecast(
             "scenarios": tuple(scenarios) if scenarios is not None else None,
             "source_mapping": Path(source_mapping) if source_mapping is not None else None,
             "allow_future_as_of": allow_future_as_of,
+            "backfill": backfill,
         }.items()
         if v is not None
     }
     settings = Settings().model_copy(update=updates)
+    with _cancellable():
+        return _weekly_run(settings, as_of)
+
+
+@contextmanager
+def _cancellable() -> Iterator[None]:
+    """SIGTERM and SIGINT raise RunCancelled in the flow (in place of Prefect's handler, whose
+    TerminationSignal no ``except Exception`` sees); the handlers before are put back after."""
+    main = threading.current_thread() is threading.main_thread()
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    CANCELLATION.check()  # a signal seen before the flow began
+    CANCELLATION.reset()  # what an earlier flow of this process left
+    CANCELLATION.install()
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def _weekly_run(settings: Settings, as_of: date | None) -> RunSummary:
     what_ifs = _parse_scenarios(settings.scenarios)
     _check_region_staffing(settings)
     config = engine_config(settings)  # a bad holiday or model setting stops before any work
@@ -510,85 +573,98 @@ def weekly_forecast(
     logger = get_run_logger()
     src_url, rep_url = settings.resolved_source_url, settings.resolved_reporting_url
 
-    try:
-        engine = reporting_engine(rep_url)
-        create_schema(engine)
-    except StaffcastError:
-        raise  # e.g. a schema this version cannot migrate: its message says what to do
-    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
-        raise ReportingUnavailable(
-            f"Could not open the reporting database ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0]}). Check the reporting URL and that the server is "
-            "running; nothing was published."
-        ) from exc
-    parameters = {
-        "as_of": as_of.isoformat(),
-        "horizon_days": settings.horizon_days,
-        "agency_timezone": settings.agency_timezone,
-        "late_cancellation_hours": settings.late_cancellation_hours,
-        "staffing": {role: p.model_dump() for role, p in settings.staffing.items()},
-        "sample_paths": settings.sample_paths,
-        "seed": settings.seed,
-    }
-    run_id = publishing.start_run(
-        engine,
-        as_of,
-        parameters,
-        str(flow_run.get_id() or ""),
-        __version__,
-        settings.horizon_days,
-    )
-    logger.info("Run %s for as_of %s started", run_id, as_of)
+    engine = reporting_engine(rep_url)
     stages = _Stages()
+    started: list[str] = []  # the run_id, once the run is recorded
+    beat: Heartbeat | None = None
     try:
-        extract_with_retries = extract.with_options(
-            retries=settings.source_retries,
-            retry_delay_seconds=settings.source_retry_delay_seconds,
+        preflight(engine, rep_url, settings.reporting_min_free_mb)
+        try:
+            recorded = publishing.record_pending(engine, settings.unrecorded_dir)
+        except sa.exc.DBAPIError as exc:
+            raise refused(exc, rep_url, "recording earlier runs' outcomes") from exc
+        if recorded:
+            logger.warning("Recorded the outcome of earlier run(s) %s", ", ".join(recorded))
+        _start(engine, rep_url, as_of, settings, started)
+        run_id = started[0]
+        logger.info("Run %s for as_of %s started", run_id, as_of)
+        beat = Heartbeat(
+            functools.partial(_beat, engine, run_id, flow_run.get_id()),
+            settings.heartbeat_seconds,
         )
-        source = stages.run(
-            "extract", extract_with_retries, src_url, as_of, settings.agency_timezone, mapping
-        )
-        validated = stages.run("validate", validate, source, settings)
-        _data_quality_artifact(
-            markdown_summary(validated.outcomes, validated.counts, quarantine=validated.quarantine)
-            + "\n\n"
-            + impact_markdown(validated.impact.impact, validated.excluded)
-        )
-        history, booked = stages.run("demand", build_demand, validated, source, settings)
-        forecast, evaluation, backtest_errors = stages.run(
-            "forecast",
-            _forecast_all,
-            history,
-            booked,
-            validated,
-            as_of,
-            settings,
-            config,
-            stages,
-        )
-        simulation = stages.run("regional", simulate, forecast, history, backtest_errors, settings)
-        staffing = stages.run(
-            "plan", plan, simulation, validated, as_of, settings, config.calendar, what_ifs
-        )
-        extracted, used, quarantined = validated.rows("shift_requests")
-        excluded = validated.excluded_rows("shift_requests")
-        counts = {
-            "rows_extracted": extracted,
-            "rows_used": used,
-            "rows_quarantined": quarantined,
-            "rows_excluded": excluded,
-        }
-        tables = _publishable(validated, history, simulation, forecast, evaluation, staffing)
-        stages.run("publish", publish, rep_url, run_id, tables, counts)
-    except Exception as exc:
-        if isinstance(exc, ValidationFailed):
-            _record_stop(engine, run_id, exc)
-        publishing.mark_failed(engine, run_id, str(exc))
-        raise
-    settings.report_dir.mkdir(parents=True, exist_ok=True)
-    report = stages.run("report", write_report, engine, settings.report_path(as_of), run_id)
-    targets_csv = write_targets_csv(engine, targets_csv_path(report), run_id)
-    engine.dispose()
+        with beat:
+            extract_with_retries = functools.partial(extract, src_url, as_of, settings, mapping)
+            source = stages.run("extract", extract_with_retries)
+            validated = stages.run("validate", validate, source, settings)
+            _data_quality_artifact(
+                markdown_summary(
+                    validated.outcomes, validated.counts, quarantine=validated.quarantine
+                )
+                + "\n\n"
+                + impact_markdown(validated.impact.impact, validated.excluded)
+            )
+            history, booked = stages.run("demand", build_demand, validated, source, settings)
+            if history.empty:  # validation's history_demand rule stops this first
+                raise StaffcastError(
+                    "No request counts as demand in the history before as_of, so there is "
+                    "nothing to forecast; see `staffcast validate`. Nothing was published."
+                )
+            forecast, evaluation, backtest_errors = stages.run(
+                "forecast",
+                _forecast_all,
+                history,
+                booked,
+                validated,
+                as_of,
+                settings,
+                config,
+                stages,
+            )
+            simulation = stages.run(
+                "regional", simulate, forecast, history, backtest_errors, settings
+            )
+            staffing = stages.run(
+                "plan", plan, simulation, validated, as_of, settings, config.calendar, what_ifs
+            )
+            extracted, used, quarantined = validated.rows("shift_requests")
+            excluded = validated.excluded_rows("shift_requests")
+            counts = {
+                "rows_extracted": extracted,
+                "rows_used": used,
+                "rows_quarantined": quarantined,
+                "rows_excluded": excluded,
+            }
+            tables = _publishable(validated, history, simulation, forecast, evaluation, staffing)
+            stages.run("publish", publish, rep_url, run_id, tables, counts, settings.backfill)
+    except BaseException as exc:  # noqa: BLE001 - a cancellation is recorded too, then raised
+        if not started:  # nothing of the run is in the database yet
+            engine.dispose()
+            raise
+        raise _ended(engine, rep_url, started[0], exc, settings, stages) from None
+    finally:
+        if beat is not None and beat.last_error is not None:  # e.g. SQLite busy publishing
+            logger.info("A heartbeat was missed: %s", str(beat.last_error).splitlines()[0][:200])
+    try:
+        settings.report_dir.mkdir(parents=True, exist_ok=True)
+        report = stages.run("report", write_report, engine, settings.report_path(as_of), run_id)
+        targets_csv = write_targets_csv(engine, targets_csv_path(report), run_id)
+    except sa.exc.DBAPIError as exc:
+        raise refused(
+            exc,
+            rep_url,
+            "reading the run back for its report",
+            f"Run {run_id} is published and current; `staffcast report` writes its report "
+            "once the database answers.",
+        ) from exc
+    except RunCancelled as exc:
+        raise RunCancelled(
+            f"Run {run_id} is published and current; it was cancelled "
+            f"({signal.Signals(exc.signum).name}) while its report was being written, so the "
+            "report was not written: `staffcast report` writes it.",
+            exc.signum,
+        ) from None
+    finally:
+        engine.dispose()
     summary = RunSummary(
         run_id,
         as_of,
@@ -615,6 +691,133 @@ def weekly_forecast(
         excluded,
     )
     return summary
+
+
+def _start(
+    engine: sa.Engine, url: str, as_of: date, settings: Settings, started: list[str]
+) -> None:
+    """Record the run as running and append its run_id to ``started``; with another run of
+    as_of in progress, refuse or wait (settings.concurrent_run).
+
+    A signal that lands while the row is being written is held until the run_id is handed
+    out, so a cancelled run is always recorded as such."""
+    parameters = {
+        "as_of": as_of.isoformat(),
+        "horizon_days": settings.horizon_days,
+        "agency_timezone": settings.agency_timezone,
+        "late_cancellation_hours": settings.late_cancellation_hours,
+        "staffing": {role: p.model_dump() for role, p in settings.staffing.items()},
+        "sample_paths": settings.sample_paths,
+        "seed": settings.seed,
+        "backfill": settings.backfill,
+    }
+    deadline = time.monotonic() + settings.concurrent_wait_seconds
+    waited = False
+    while True:
+        try:
+            with CANCELLATION.protected():
+                started.append(
+                    publishing.start_run(
+                        engine,
+                        as_of,
+                        parameters,
+                        str(flow_run.get_id() or ""),
+                        __version__,
+                        settings.horizon_days,
+                        stale_after_seconds=settings.abandon_after_seconds,
+                    )
+                )
+            return
+        except RunInProgress as exc:
+            if settings.concurrent_run != "wait" or time.monotonic() >= deadline:
+                if waited:
+                    raise RunInProgress(
+                        f"{exc} This run waited {settings.concurrent_wait_seconds:g} s "
+                        "(STAFFCAST_CONCURRENT_WAIT_SECONDS) for it.",
+                        exc.run_id,
+                    ) from None
+                raise
+            if not waited:
+                get_run_logger().warning("Waiting for run %s to end", exc.run_id)
+            waited = True
+            wait_until(min(deadline, time.monotonic() + min(settings.heartbeat_seconds, 10)))
+        except sa.exc.DBAPIError as exc:
+            raise refused(exc, url, "recording the run's start") from exc
+
+
+def _beat(engine: sa.Engine, run_id: str, prefect_run_id: str | None) -> bool:
+    """One heartbeat: refresh heartbeat_at; True when Prefect says the run was cancelled."""
+    publishing.heartbeat(engine, run_id)
+    if not prefect_run_id:
+        return False
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(str(prefect_run_id))).state
+    return state is not None and (state.is_cancelling() or state.is_cancelled())
+
+
+def _in_stage(stages: _Stages) -> str:
+    return f" during stage {stages.current}" if stages.current else ""
+
+
+def _ended(
+    engine: sa.Engine,
+    url: str,
+    run_id: str,
+    exc: BaseException,
+    settings: Settings,
+    stages: _Stages,
+) -> BaseException:
+    """Record how the run ended (failed or cancelled) and return the error to raise.
+
+    A database error becomes its one paragraph; an outcome the database cannot take is kept
+    for the next run (settings.unrecorded_dir). A cancellation that landed during the
+    publishing COMMIT leaves the run published: the error says so.
+    """
+    error: BaseException = exc
+    if isinstance(exc, (KeyboardInterrupt, TerminationSignal)):
+        signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+        CANCELLATION.signum = CANCELLATION.signum or signum
+        error = CANCELLATION.error()
+    elif isinstance(exc, sa.exc.DBAPIError):
+        error = refused(exc, url, "the run's writes")
+    elif isinstance(exc, BrokenExecutor) and CANCELLATION.requested:
+        error = CANCELLATION.error()
+    if isinstance(error, RunCancelled):
+        status = "cancelled"
+        name = signal.Signals(error.signum).name
+        error = RunCancelled(
+            f"Run {run_id} was cancelled ({name}){_in_stage(stages)}: nothing of it was "
+            "published, the previous run stays current, the run is recorded as cancelled, and "
+            "every process it started was stopped. Run it again when you are ready.",
+            error.signum,
+        )
+        try:
+            published = publishing.run_status(engine, run_id) == "published"
+        except sa.exc.SQLAlchemyError:
+            published = False
+        if published:
+            return RunCancelled(
+                f"The run was cancelled ({name}) just as its publish committed: run {run_id} "
+                "is published and current, its report was not written (`staffcast report` "
+                "writes it).",
+                error.signum,
+            )
+    else:
+        status = "failed"
+        if isinstance(error, ValidationFailed):
+            _record_stop(engine, run_id, error)
+    text = (
+        str(error)
+        if isinstance(error, (StaffcastError, RunCancelled))
+        else f"{type(error).__name__}: {error}"
+    )
+    if not publishing.mark_failed(engine, run_id, text, status):
+        kept = publishing.record_later(settings.unrecorded_dir, run_id, status, text)
+        get_run_logger().warning("Run %s outcome kept in %s for the next run", run_id, kept)
+    engine.dispose()
+    return error
 
 
 def _data_quality_artifact(markdown: str) -> None:

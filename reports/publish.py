@@ -21,6 +21,7 @@ with a column type COPY is not set up for here (JSON), by ``executemany``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -28,12 +29,25 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Column, Connection, Engine, Table, delete, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Table,
+    delete,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from reports.schema import CHILD_TABLES, advisory_lock_key, current_view, table
@@ -104,12 +118,19 @@ def start_run(
     flow_run_id: str | None,
     code_version: str,
     horizon_days: int,
+    stale_after_seconds: float | None = None,
 ) -> str:
     """Record a new run as ``running`` and return its run_id (``YYYYMMDD-<12 hex>``).
 
     ``as_of`` is the run's first forecast day (local date); ``horizon_days`` its forecast
     length in days. ``parameters`` is stored as JSON (values JSON cannot hold are stored as
     text). Committed in its own transaction, so the row survives a crash of the run.
+
+    With ``stale_after_seconds``, in the same transaction and under a lock (an advisory lock on
+    PostgreSQL, the write lock on SQLite): every ``running`` row whose heartbeat (or start,
+    without one) is older than that is marked ``abandoned`` (:func:`abandon_stale`), and a
+    ``running`` row left for the same as_of means a run in progress:
+    :class:`staffcast.errors.RunInProgress` is raised and nothing is written.
     """
     if isinstance(as_of, dt.datetime) or not isinstance(as_of, dt.date):
         raise TypeError(f"as_of must be a datetime.date, got {as_of!r}")
@@ -118,6 +139,10 @@ def start_run(
     run_id = f"{as_of:%Y%m%d}-{uuid.uuid4().hex[:12]}"
     forecast_run = table("forecast_run")
     with engine.begin() as connection:
+        if stale_after_seconds is not None:
+            _lock(connection, "staffcast.reporting.start")
+            abandon_stale(connection, stale_after_seconds)
+            _refuse_in_progress(connection, as_of)
         connection.execute(
             insert(forecast_run).values(
                 run_id=run_id,
@@ -132,6 +157,82 @@ def start_run(
         )
     logger.info("started run %s (as_of %s)", run_id, as_of)
     return run_id
+
+
+def _lock(connection: Connection, label: str) -> None:
+    """Hold a lock named ``label`` until the transaction ends: an advisory lock on PostgreSQL,
+    the database's write lock on SQLite (BEGIN IMMEDIATE)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_lock_key(label)}
+        )
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def abandon_stale(connection: Connection, stale_after_seconds: float) -> list[str]:
+    """Mark ``abandoned`` every running run silent for over ``stale_after_seconds``.
+
+    Silent: its ``heartbeat_at`` (its ``started_at`` when it has none, as runs of older
+    versions) is older than that. Returns the run_ids marked.
+    """
+    forecast_run = table("forecast_run")
+    cutoff = _now() - dt.timedelta(seconds=stale_after_seconds)
+    rows = connection.execute(
+        select(forecast_run.c.run_id, forecast_run.c.heartbeat_at, forecast_run.c.started_at).where(
+            forecast_run.c.status == "running"
+        )
+    ).all()
+    stale = [row for row in rows if (row.heartbeat_at or row.started_at) < cutoff]
+    for row in stale:
+        last = row.heartbeat_at or row.started_at
+        connection.execute(
+            update(forecast_run)
+            .where(forecast_run.c.run_id == row.run_id, forecast_run.c.status == "running")
+            .values(
+                status="abandoned",
+                finished_at=_now(),
+                error=(
+                    f"abandoned: no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC (over "
+                    f"{stale_after_seconds:g} s); the process running it died or was killed"
+                ),
+            )
+        )
+        logger.warning("run %s abandoned: no heartbeat since %s", row.run_id, last)
+    return [row.run_id for row in stale]
+
+
+def _refuse_in_progress(connection: Connection, as_of: dt.date) -> None:
+    from staffcast.errors import RunInProgress
+
+    forecast_run = table("forecast_run")
+    running = connection.execute(
+        select(forecast_run.c.run_id, forecast_run.c.started_at, forecast_run.c.heartbeat_at)
+        .where(forecast_run.c.status == "running", forecast_run.c.as_of == as_of)
+        .order_by(forecast_run.c.started_at)
+    ).first()
+    if running is not None:
+        beat = running.heartbeat_at or running.started_at
+        raise RunInProgress(
+            f"Run {running.run_id} for as_of {as_of} is in progress (started "
+            f"{running.started_at:%Y-%m-%d %H:%M:%S} UTC, last heartbeat "
+            f"{beat:%H:%M:%S} UTC), so this run did not start. Wait for it to finish, or set "
+            "STAFFCAST_CONCURRENT_RUN=wait to have a second run wait for the first; a run whose "
+            "process died is marked abandoned once its heartbeat is older than "
+            "STAFFCAST_ABANDON_AFTER_SECONDS.",
+            running.run_id,
+        )
+
+
+def heartbeat(engine: Engine, run_id: str) -> None:
+    """Refresh a running run's ``heartbeat_at`` (its sign of life)."""
+    forecast_run = table("forecast_run")
+    with engine.begin() as connection:
+        connection.execute(
+            update(forecast_run)
+            .where(forecast_run.c.run_id == run_id, forecast_run.c.status == "running")
+            .values(heartbeat_at=_now())
+        )
 
 
 # --- frame -> rows of Python values ------------------------------------------------------------
@@ -406,13 +507,14 @@ def _insert_rows(connection: Connection, target: Table, rows: _Rows) -> None:
     connection.execute(insert(target), rows.as_dicts())
 
 
+def _has_column(connection: Connection, target: Table, name: str) -> bool:
+    return any(column["name"] == name for column in inspect(connection).get_columns(target.name))
+
+
 def _lock_publishing(connection: Connection) -> None:
     """Serialize publishers on PostgreSQL (SQLite serializes writers by itself)."""
     if connection.dialect.name == "postgresql":
-        connection.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"),
-            {"key": advisory_lock_key("staffcast.reporting.publish")},
-        )
+        _lock(connection, "staffcast.reporting.publish")
 
 
 def publish_run(
@@ -420,6 +522,8 @@ def publish_run(
     run_id: str,
     tables: Mapping[str, pd.DataFrame],
     counts: RunCounts,
+    backfill: bool = False,
+    commit_guard: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> None:
     """Write a running run's result frames and flip it to ``published``, in one transaction.
 
@@ -437,6 +541,10 @@ def publish_run(
     publish into a database of revision 0002 or older, as the migration tests do). Any error
     rolls everything back: the previously published run stays current and the failed run stays
     ``running`` until :func:`mark_failed`.
+
+    The run becomes the current run (``current_since``) unless ``backfill`` is set and its
+    as_of is older than the current run's. ``commit_guard`` wraps the COMMIT (the run's
+    cancellation holds signals there: see staffcast.run_control).
     """
     unknown = sorted(set(tables) - set(CHILD_TABLES))
     if unknown:
@@ -447,7 +555,7 @@ def publish_run(
 
     started = time.perf_counter()
     forecast_run = table("forecast_run")
-    with engine.begin() as connection:
+    with engine.connect() as connection, connection.begin() as transaction:
         _lock_publishing(connection)
         run = connection.execute(
             select(forecast_run.c.as_of, forecast_run.c.status).where(
@@ -481,6 +589,14 @@ def publish_run(
             for rows in item.chunks(INSERT_CHUNK_ROWS):
                 _insert_rows(connection, item.table, rows)
 
+        current = connection.execute(
+            select(forecast_run.c.as_of).where(
+                forecast_run.c.run_id
+                == select(current_view("forecast_run").c.run_id).scalar_subquery()
+            )
+        ).scalar_one_or_none()
+        takes_over = not backfill or current is None or run.as_of >= current
+
         values: dict[str, Any] = {
             "status": "published",
             "finished_at": _now(),
@@ -489,6 +605,8 @@ def publish_run(
             "rows_quarantined": counts.rows_quarantined,
             "error": None,
         }
+        if takes_over and _has_column(connection, forecast_run, "current_since"):
+            values["current_since"] = values["finished_at"]  # (a database before 0004 lacks it)
         if counts.rows_excluded:  # else the column keeps its server default, 0
             values["rows_excluded"] = counts.rows_excluded
         flipped = connection.execute(
@@ -498,36 +616,98 @@ def publish_run(
         )
         if flipped.rowcount != 1:
             raise RuntimeError(f"run {run_id!r} changed while publishing; nothing was published")
+        with commit_guard():
+            transaction.commit()
     logger.info(
-        "published run %s (as_of %s): %s; replaced %d earlier run(s) in %.1f s",
+        "published run %s (as_of %s%s): %s; replaced %d earlier run(s) in %.1f s",
         run_id,
         run.as_of,
+        "" if takes_over else ", a backfill: the current run stays current",
         ", ".join(f"{item.table.name}={item.n_rows}" for item in prepared) or "no rows",
         len(replaced),
         time.perf_counter() - started,
     )
 
 
-def mark_failed(engine: Engine, run_id: str, error: str) -> None:
-    """Mark a run ``failed`` with its error (first 4000 characters) and ``finished_at``.
+def mark_failed(engine: Engine, run_id: str, error: str, status: str = "failed") -> bool:
+    """Mark a run ``failed`` (or ``cancelled``) with its error (first 4000 characters) and
+    ``finished_at``; True when the database took it.
 
     Meant for error handlers, so it never raises: a run that is gone (replaced by a later run
     of the same as_of) is skipped, a published run is left published, and a database error is
-    logged instead of hiding the failure being recorded.
+    logged (one line) and answered False instead of hiding the failure being recorded; the
+    caller may keep the outcome for the next run (:func:`record_later`).
     """
+    if status not in ("failed", "cancelled"):
+        raise ValueError(f"a run ends failed or cancelled, not {status!r}")
     forecast_run = table("forecast_run")
     try:
         with engine.begin() as connection:
             result = connection.execute(
                 update(forecast_run)
-                .where(forecast_run.c.run_id == run_id, forecast_run.c.status != "published")
-                .values(status="failed", finished_at=_now(), error=str(error)[:MAX_ERROR_CHARS])
+                .where(
+                    forecast_run.c.run_id == run_id,
+                    forecast_run.c.status.in_(("running", "abandoned")),
+                )
+                .values(status=status, finished_at=_now(), error=str(error)[:MAX_ERROR_CHARS])
             )
-    except SQLAlchemyError:
-        logger.exception("could not mark run %s as failed", run_id)
-        return
+    except SQLAlchemyError as exc:
+        logger.warning(
+            "could not mark run %s as %s: %s", run_id, status, str(exc).splitlines()[0][:300]
+        )
+        return False
     if result.rowcount == 0:
-        logger.warning("run %s not marked failed: it is gone or already published", run_id)
+        logger.warning("run %s not marked %s: it is gone or already ended", run_id, status)
+    return True
+
+
+def record_later(folder: Path, run_id: str, status: str, error: str) -> Path:
+    """Keep a run's outcome in ``folder`` for the next run to record (the database refused)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{run_id}.json"
+    ended = {"run_id": run_id, "status": status, "error": error[:MAX_ERROR_CHARS]}
+    path.write_text(json.dumps({**ended, "finished_at": _now().isoformat()}))
+    return path
+
+
+def record_pending(engine: Engine, folder: Path) -> list[str]:
+    """Record the outcomes earlier runs kept in ``folder`` (:func:`record_later`); returns
+    the run_ids recorded. A file is removed once the database holds its outcome."""
+    recorded = []
+    forecast_run = table("forecast_run")
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            ended = json.loads(path.read_text())
+            finished = dt.datetime.fromisoformat(ended["finished_at"])
+            run_id, status = str(ended["run_id"]), str(ended["status"])
+        except (OSError, ValueError, KeyError, TypeError):
+            logger.warning("ignoring %s: not a run outcome staffcast wrote", path)
+            continue
+        with engine.begin() as connection:
+            connection.execute(
+                update(forecast_run)
+                .where(
+                    forecast_run.c.run_id == run_id,
+                    forecast_run.c.status.in_(("running", "abandoned")),
+                )
+                .values(
+                    status=status,
+                    finished_at=finished,
+                    error=f"{ended.get('error', '')} (recorded by a later run)"[:MAX_ERROR_CHARS],
+                )
+            )
+        path.unlink(missing_ok=True)
+        recorded.append(run_id)
+    return recorded
+
+
+def run_status(engine: Engine, run_id: str) -> str | None:
+    """The run's status, or None when it is not in forecast_run."""
+    forecast_run = table("forecast_run")
+    with engine.connect() as connection:
+        return connection.execute(
+            select(forecast_run.c.status).where(forecast_run.c.run_id == run_id)
+        ).scalar_one_or_none()
 
 
 def record_validation(
@@ -564,8 +744,12 @@ def record_validation(
                 connection.execute(delete(item.table).where(item.table.c.run_id == run_id))
                 for rows in item.chunks(INSERT_CHUNK_ROWS):
                     _insert_rows(connection, item.table, rows)
-    except (SQLAlchemyError, ValueError):
-        logger.exception("could not record the validation summary of run %s", run_id)
+    except (SQLAlchemyError, ValueError) as exc:
+        logger.warning(
+            "could not record the validation summary of run %s: %s",
+            run_id,
+            str(exc).splitlines()[0][:300],
+        )
         return
     logger.info(
         "recorded %s for run %s",

@@ -8,9 +8,12 @@ in nurses; shares and probabilities as 0-1 floats; dates are local calendar date
 timestamps are stored in UTC and read back as timezone-aware UTC ``datetime`` on every backend.
 
 Each table holds the rows of every run; the ``current_<table>`` views show only the rows of
-the current run, i.e. the published run with the greatest ``as_of`` (ties broken by the latest
-``finished_at``, then by ``run_id``). A run that is still running, has failed, or was replaced
-never shows through a view.
+the current run, i.e. the published run that became current last (greatest
+``forecast_run.current_since``). A run becomes current when it publishes, unless it is a
+backfill (``staffcast run --backfill``) of an as_of older than the current run's: so a
+correcting rerun of an earlier week takes over from a bad later one, and backfilling history
+leaves the current plan alone. A run that is still running, has failed, was cancelled or
+abandoned, or was replaced never shows through a view.
 
 Reading several views: each view picks the current run when its statement runs, and a publish
 may commit between two statements. So a reader that needs one run across views either reads
@@ -47,9 +50,11 @@ its key: with a horizon longer than a year the same holiday name occurs twice.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -124,7 +129,7 @@ __all__ = [
     "view_sql",
 ]
 
-RUN_STATUSES = ("running", "published", "failed")
+RUN_STATUSES = ("running", "published", "failed", "cancelled", "abandoned")
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
@@ -206,12 +211,17 @@ class ForecastRun(Base):
 
     Row accounting of shift_requests (rows): extracted = used + quarantined + excluded.
     ``rows_excluded`` came with revision 0003 and is the last column for that reason: runs
-    published before it read 0.
+    published before it read 0. Revision 0004 added ``heartbeat_at`` and ``current_since`` and
+    the statuses ``cancelled`` (stopped by a signal or a Prefect cancellation) and
+    ``abandoned`` (a running row whose heartbeat stopped, marked so by a later run).
     """
 
     __tablename__ = "forecast_run"
     __table_args__ = (
-        CheckConstraint("status IN ('running', 'published', 'failed')", name="status_known"),
+        CheckConstraint(
+            "status IN ('running', 'published', 'failed', 'cancelled', 'abandoned')",
+            name="status_known",
+        ),
         CheckConstraint(
             "status <> 'published' OR finished_at IS NOT NULL", name="published_finished"
         ),
@@ -234,6 +244,12 @@ class ForecastRun(Base):
         server_default=text("0"),
         comment="shift_requests rows set aside as out of the agency's scope (e.g. a role it "
         "does not staff)",
+    )
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(
+        comment="last sign of life of a running run (UTC)"
+    )
+    current_since: Mapped[dt.datetime | None] = mapped_column(
+        comment="when the run became the current run (NULL: it never did)"
     )
 
 
@@ -561,7 +577,7 @@ def view_sql(name: str, dialect: Dialect) -> str:
     columns = ", ".join(f"t.{quote(column.name)}" for column in base.columns)
     latest_run = (
         "SELECT r.run_id FROM forecast_run AS r WHERE r.status = 'published' "
-        "ORDER BY r.as_of DESC, r.finished_at DESC, r.run_id DESC LIMIT 1"
+        "AND r.current_since IS NOT NULL ORDER BY r.current_since DESC, r.run_id DESC LIMIT 1"
     )
     return f"SELECT {columns} FROM {quote(name)} AS t WHERE t.run_id = ({latest_run})"
 
@@ -578,7 +594,7 @@ class ReportingSchemaError(StaffcastError):
 #: Alembic scripts of the reporting schema (shipped inside the package).
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The migration whose schema the ORM tables of this module are (a test checks it is the head).
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 #: Revision of a database created before migrations by the old ``create_schema``.
 FIRST_REVISION = "0001"
 _SCHEMA_LOCK = "staffcast.reporting.schema"
@@ -685,6 +701,16 @@ def _revision_shapes() -> list[tuple[str, dict[str, set[str]]]]:
     return shapes
 
 
+def migration_columns(revision: str) -> dict[str, tuple[str, ...]]:
+    """Every table at ``revision`` with its columns in order, from the migrations' COLUMNS."""
+    columns: dict[str, tuple[str, ...]] = {}
+    for script in reversed(list(_scripts().walk_revisions())):
+        columns.update(script.module.COLUMNS)
+        if script.revision == revision:
+            return columns
+    raise KeyError(f"no migration {revision!r}")
+
+
 def _adopt_unversioned(connection: Connection, config: Config) -> None:
     """Stamp a database built before migrations (no ``alembic_version``) at the revision its
     tables match: 0001 (the first release), 0002 (made by create_all of commit 3ca8c7f), or
@@ -764,7 +790,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> SchemaChange:
     """
     from alembic import command
 
-    with engine.begin() as connection:
+    with _migrating(engine) as connection:
         _lock_schema(connection)
         before = schema_revision(connection)
         config = alembic_config(connection)
@@ -783,13 +809,44 @@ def downgrade_schema(engine: Engine, revision: str) -> SchemaChange:
     """
     from alembic import command
 
-    with engine.begin() as connection:
+    with _migrating(engine) as connection:
         _lock_schema(connection)
         before = schema_revision(connection)
         if before is not None:
             _check_known(before)
         command.downgrade(alembic_config(connection), revision)
         return SchemaChange(before, schema_revision(connection))
+
+
+@contextlib.contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction for a migration.
+
+    On SQLite, foreign keys are off during it (a migration that rebuilds a table drops the
+    parent of every run's rows, which would cascade), checked before the commit
+    (``PRAGMA foreign_key_check``), and on again afterwards. The pragma only takes effect
+    outside a transaction, hence this order.
+    """
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # ends SQLAlchemy's autobegun (empty) transaction
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                    if broken is not None:
+                        raise ReportingSchemaError(
+                            f"The migration would leave a {broken[0]} row without its run "
+                            f"({broken[2]}); nothing was changed."
+                        )
+        finally:
+            if sqlite:
+                connection.rollback()
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def create_schema(engine: Engine) -> None:

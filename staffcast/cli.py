@@ -1,8 +1,11 @@
 """The ``staffcast`` command line (SPEC §7).
 
-Exit status 0 on success; 1 with one paragraph on stderr for expected failures (bad input,
-unreachable database); 2 for usage errors. Unexpected errors keep their traceback: they are
-bugs to report.
+Exit status 0 on success, 2 for usage errors, and for an expected failure one paragraph on
+stderr (the last thing printed) with a status a scheduler can tell apart
+(staffcast.run_control): 1 bad input, 3 source unavailable, 4 reporting database refused,
+5 Prefect API unavailable, 6 another run of the as_of in progress, 143 cancelled (SIGTERM or
+a Prefect cancellation), 130 interrupted (SIGINT). Unexpected errors keep their traceback:
+they are bugs to report.
 """
 
 from __future__ import annotations
@@ -10,19 +13,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, suppress
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from staffcast.errors import SourceUnavailable, StaffcastError, ValidationFailed
+from staffcast.run_control import CANCELLATION, EXPECTED, exit_code
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-    from sqlalchemy.exc import DBAPIError
 
     from staffcast.mapping import SourceMapping
     from staffcast.settings import Settings
@@ -89,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
         help="allow an as_of after today in the agency's zone (refused by default)",
     )
     run.add_argument(
+        "--backfill",
+        action="store_true",
+        help="fill in a past week: publish without taking over from a current run of a later "
+        "as_of (without it, the run published last is current)",
+    )
+    run.add_argument(
         "--scenario",
         action="append",
         help=(
@@ -143,6 +154,16 @@ def _parser() -> argparse.ArgumentParser:
         "the CSV goes beside it",
     )
 
+    runs = commands.add_parser(
+        "runs",
+        help="list the latest runs: status (running, published, failed, cancelled, "
+        "abandoned), times, which is current, and why a run did not publish",
+    )
+    runs.add_argument(
+        "--reporting", help="SQLAlchemy URL of the reporting database (default: the setting)"
+    )
+    runs.add_argument("--limit", type=int, default=20, help="runs to list (default 20)")
+
     db = commands.add_parser(
         "db", help="manage the reporting database: schema upgrades and reader roles"
     )
@@ -187,7 +208,7 @@ class _NoTracebackForExpectedErrors(logging.Filter):
     """Prefect logs failed runs with their traceback; expected failures need only the message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], StaffcastError):
+        if record.exc_info and isinstance(record.exc_info[1], EXPECTED):
             record.exc_info = None
             record.exc_text = None
         return True
@@ -233,30 +254,61 @@ def _demo(args: argparse.Namespace) -> int:
     )
     if args.data_only:
         return 0
-    summary = weekly_forecast(
-        as_of=as_of,
-        allow_future_as_of=True,  # the demo's data is made for its own "today"
-        source_url=f"sqlite:///{agency.path.resolve()}",
-        scenarios=_scenarios(args, default=list(DEMO_SCENARIOS)),
-    )
+    _check_reporting(settings, None)
+    with _prefect_api(settings):
+        summary = weekly_forecast(
+            as_of=as_of,
+            allow_future_as_of=True,  # the demo's data is made for its own "today"
+            source_url=f"sqlite:///{agency.path.resolve()}",
+            scenarios=_scenarios(args, default=list(DEMO_SCENARIOS)),
+        )
+        CANCELLATION.finish()
     _print_summary(summary)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     from flows.weekly_forecast import weekly_forecast
+    from staffcast.settings import Settings
 
-    summary = weekly_forecast(
-        as_of=args.as_of,
-        source_url=args.source,
-        reporting_url=args.reporting,
-        horizon_days=args.horizon,
-        scenarios=_scenarios(args),
-        source_mapping=str(args.mapping) if args.mapping is not None else None,
-        allow_future_as_of=True if args.allow_future_as_of else None,
-    )
+    settings = Settings()
+    scenarios = _scenarios(args)
+    _check_reporting(settings, args.reporting)
+    with _prefect_api(settings):
+        summary = weekly_forecast(
+            as_of=args.as_of,
+            source_url=args.source,
+            reporting_url=args.reporting,
+            horizon_days=args.horizon,
+            scenarios=scenarios,
+            source_mapping=str(args.mapping) if args.mapping is not None else None,
+            allow_future_as_of=True if args.allow_future_as_of else None,
+            backfill=True if args.backfill else None,
+        )
+        CANCELLATION.finish()
     _print_summary(summary)
     return 0
+
+
+def _check_reporting(settings: Settings, url: str | None) -> None:
+    """The reporting database's preflight, before the Prefect server starts: a database that
+    refuses costs a second or two."""
+    from reports.reporting_db import preflight
+    from reports.schema import reporting_engine
+
+    url = url or settings.resolved_reporting_url
+    engine = reporting_engine(url)
+    try:
+        preflight(engine, url, settings.reporting_min_free_mb)
+    finally:
+        engine.dispose()
+
+
+def _prefect_api(settings: Settings) -> AbstractContextManager[str]:
+    """The configured Prefect API, or a local server staffcast starts and stops."""
+    from staffcast.prefect_server import local_prefect_api
+
+    return local_prefect_api(settings.prefect_home, settings.prefect_server_startup_seconds)
 
 
 def _scenarios(args: argparse.Namespace, default: list[str] | None = None) -> list[str] | None:
@@ -391,22 +443,18 @@ def _samples_text(samples: dict[str, dict[str, list[str]]], width: int = 60) -> 
 def _open_source_with_retries(
     source: str, as_of: date, settings: Settings, mapping: SourceMapping | None = None
 ) -> SourceExtract:
-    """open_source, tried again (settings.source_retries times) while the database may answer."""
-    from staffcast.source_files import open_source
+    """open_source, tried again with backoff for settings.source_retry_seconds while the
+    database is busy or does not answer (staffcast.retry); each wait is announced on stderr."""
+    from staffcast.retry import read_source, retry_reason
 
-    for attempt in range(settings.source_retries + 1):
-        try:
-            return open_source(source, as_of, settings.agency_timezone, mapping)
-        except SourceUnavailable as exc:
-            if not exc.transient or attempt == settings.source_retries:
-                raise
-            print(
-                f"staffcast: the source did not answer; retry {attempt + 1}/"
-                f"{settings.source_retries} in {settings.source_retry_delay_seconds:g} s",
-                file=sys.stderr,
-            )
-            time.sleep(settings.source_retry_delay_seconds)
-    raise AssertionError("unreachable")  # pragma: no cover
+    def announce(attempt: int, delay: float, error: SourceUnavailable) -> None:
+        print(
+            f"staffcast: the source is unavailable, {retry_reason(error)}; try {attempt + 1} "
+            f"in {delay:.1f} s (retrying for up to {settings.source_retry_seconds:g} s)",
+            file=sys.stderr,
+        )
+
+    return read_source(source, as_of, settings, mapping, notify=announce)
 
 
 def _forecast(args: argparse.Namespace) -> int:
@@ -423,19 +471,13 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database_error(what: str, exc: DBAPIError, advice: str) -> StaffcastError:
-    """One paragraph for a database that refused: what failed, the driver's first line, advice."""
-    return StaffcastError(
-        f"{what} ({type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}). {advice}"
-    )
-
-
 def _report(args: argparse.Namespace) -> int:
     """``staffcast report``: the HTML report and the targets CSV of a published run."""
     from sqlalchemy import make_url
     from sqlalchemy.exc import DBAPIError
 
     from reports.html_report import published_run, write_report
+    from reports.reporting_db import refused
     from reports.schema import SCHEMA_REVISION, reporting_engine, schema_revision
     from reports.targets_csv import targets_csv_path, write_targets_csv
     from staffcast.settings import Settings
@@ -476,12 +518,7 @@ def _report(args: argparse.Namespace) -> int:
         write_report(engine, html_path, run["run_id"])
         write_targets_csv(engine, csv_path, run["run_id"])
     except DBAPIError as exc:  # unreachable, refused, or a file that is not a database
-        raise _database_error(
-            f"Could not read the reporting database at {redact_url(url)}",
-            exc,
-            "Check the URL, that the server is running and that the file is the reporting "
-            "database staffcast wrote; no report was written.",
-        ) from exc
+        raise refused(exc, url, "reading the run", "No report was written.") from exc
     finally:
         engine.dispose()
     print(
@@ -492,10 +529,58 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs(args: argparse.Namespace) -> int:
+    """``staffcast runs``: the latest runs, newest first, without Prefect."""
+    import sqlalchemy as sa
+
+    from reports.reporting_db import refused, sqlite_path
+    from reports.schema import current_view, reporting_engine, table
+    from staffcast.settings import Settings
+    from staffcast.source import redact_url
+
+    settings = Settings()
+    url = args.reporting or settings.resolved_reporting_url
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StaffcastError(f"The reporting database file {path} does not exist: no runs yet.")
+    engine = reporting_engine(url)
+    forecast_run = table("forecast_run")
+    try:
+        with engine.connect() as connection:
+            current = connection.execute(
+                sa.select(current_view("forecast_run").c.run_id)
+            ).scalar_one_or_none()
+            rows = connection.execute(
+                sa.select(forecast_run).order_by(forecast_run.c.started_at.desc()).limit(args.limit)
+            ).all()
+    except sa.exc.DBAPIError as exc:
+        raise refused(exc, url, "reading its runs", "Nothing was changed.") from exc
+    finally:
+        engine.dispose()
+    print(f"Runs in {redact_url(url)} (newest first; * is the current run):")
+    for row in rows:
+        last = row.finished_at or row.heartbeat_at or row.started_at
+        label = "finished" if row.finished_at else "last heartbeat"
+        why = (row.error or "").strip().splitlines()[0][:90] if row.error else ""
+        silent = (datetime.now(ZoneInfo("UTC")) - last).total_seconds()
+        if row.status == "running" and silent > settings.abandon_after_seconds:
+            why = (
+                f"silent for {silent / 60:.0f} min: its process died; the next run marks it "
+                "abandoned"
+            )
+        print(
+            f"{'*' if row.run_id == current else ' '} {row.run_id}  as of {row.as_of}  "
+            f"{row.status:<9}  started {row.started_at:%Y-%m-%d %H:%M} UTC, {label} "
+            f"{last:%H:%M:%S}" + (f"  {why}" if why else "")
+        )
+    return 0
+
+
 def _db(args: argparse.Namespace) -> int:
     """``staffcast db upgrade`` and ``staffcast db grant-reader``, without Prefect."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
+    from reports.reporting_db import refused
     from reports.schema import reporting_engine
     from staffcast.settings import Settings
     from staffcast.source import redact_url
@@ -507,11 +592,11 @@ def _db(args: argparse.Namespace) -> int:
             return _db_upgrade(engine, redact_url(url))
         return _db_grant_reader(engine, args.role)
     except (OperationalError, ProgrammingError) as exc:
-        raise _database_error(
-            f"The reporting database at {redact_url(url)} refused the command",
+        raise refused(
             exc,
-            "Check the URL, that the server is running, and that you connect as the owner of "
-            "the reporting tables; nothing was changed.",
+            url,
+            f"`staffcast db {args.db_command}`",
+            "Connect as the owner of the reporting tables; nothing was changed.",
         ) from exc
     finally:
         engine.dispose()
@@ -553,22 +638,45 @@ def _db_grant_reader(engine: Engine, role: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``staffcast`` console script."""
     args = _parser().parse_args(argv)
-    _prepare_environment(args.home, prefect=args.command not in ("validate", "db", "report"))
+    _prepare_environment(
+        args.home, prefect=args.command not in ("validate", "db", "report", "runs")
+    )
     handlers = {
         "demo": _demo,
         "run": _run,
         "validate": _validate,
         "forecast": _forecast,
         "report": _report,
+        "runs": _runs,
         "db": _db,
     }
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         if args.command in ("demo", "run"):
+            CANCELLATION.reset()
+            CANCELLATION.install()
             _quiet_expected_tracebacks()
         return handlers[args.command](args)
-    except StaffcastError as exc:
+    except EXPECTED as exc:
+        CANCELLATION.finish()
+        _flush_logs()
         print(f"staffcast: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
+    finally:
+        CANCELLATION.finish()
+        # What the run did is decided: a SIGTERM while the process winds down is ignored
+        # (the exit status stays the run's), SIGINT gets its handler back.
+        if before[signal.SIGTERM] is signal.SIG_DFL:
+            before[signal.SIGTERM] = signal.SIG_IGN
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def _flush_logs() -> None:
+    """Let log lines of the failed run reach the terminal before the paragraph."""
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
 
 
 if __name__ == "__main__":

@@ -49,3 +49,11 @@ class ValidationFailed(StaffcastError):
 
 class ReportingUnavailable(StaffcastError):
     """The reporting database cannot be reached or written."""
+
+
+class RunInProgress(StaffcastError):
+    """Another run for the same as_of is in progress (its heartbeat is fresh)."""
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -145,11 +146,25 @@ class Settings(BaseSettings):
             "(docs/source-contract.md). Unset: the source uses staffcast's own names."
         ),
     )
-    source_retries: int = Field(
-        2, ge=0, le=10, description="Extra tries when the operational database does not answer."
+    source_retry_seconds: float = Field(
+        120.0,
+        ge=0,
+        description=(
+            "How long to keep retrying a source database that is busy or does not answer "
+            "(seconds, counted from its first failure): a SQLite file another program holds a "
+            "write lock on, a PostgreSQL server that refuses connections, restarts or reports "
+            "a serialization failure or deadlock. 0: fail at once. Wrong credentials, missing "
+            "tables and refused permissions are never retried."
+        ),
     )
     source_retry_delay_seconds: float = Field(
-        10.0, ge=0, description="Seconds between tries of an unreachable operational database."
+        1.0,
+        gt=0,
+        le=15,
+        description=(
+            "Seconds before the first retry of a busy source database; doubled after each "
+            "try, at most 15 s, and never past source_retry_seconds."
+        ),
     )
     agency_timezone: str = Field(
         "America/Chicago",
@@ -217,6 +232,52 @@ class Settings(BaseSettings):
             "Allow an as_of after today in the agency's zone (--allow-future-as-of). A run for "
             "a future week sees demand that has not been requested yet and would become the "
             "current plan; refused unless asked for explicitly."
+        ),
+    )
+    backfill: bool = Field(
+        False,
+        description=(
+            "Publish without taking over from a current run of a later as_of (--backfill): for "
+            "filling in past weeks. Without it, the run last published is the current run, so a "
+            "correcting rerun of an earlier week replaces a bad later one in every current_ view."
+        ),
+    )
+    heartbeat_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often a running run refreshes forecast_run.heartbeat_at (seconds).",
+    )
+    abandon_after_seconds: float = Field(
+        600.0,
+        gt=0,
+        description=(
+            "A running run whose heartbeat is older than this is marked abandoned by the next "
+            "run: its process died (seconds; keep it several heartbeats long)."
+        ),
+    )
+    concurrent_run: Literal["refuse", "wait"] = Field(
+        "refuse",
+        description=(
+            "What a run does when another run for the same as_of is in progress: refuse (exit "
+            "at once with a paragraph naming it) or wait for it to end."
+        ),
+    )
+    concurrent_wait_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="With concurrent_run=wait, how long to wait for the run in progress (seconds).",
+    )
+    reporting_min_free_mb: float = Field(
+        256.0,
+        ge=0,
+        description="Free disk a SQLite reporting database needs before a run starts (MB).",
+    )
+    prefect_server_startup_seconds: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "How long `staffcast run` waits for the local Prefect server it starts when "
+            "PREFECT_API_URL is unset (seconds)."
         ),
     )
     recent_days_required: int = Field(
@@ -381,6 +442,11 @@ class Settings(BaseSettings):
     def report_path(self, as_of: date) -> Path:
         """The HTML report of the run for ``as_of`` (its CSV goes beside it)."""
         return self.report_dir / f"staffcast-{as_of}.html"
+
+    @property
+    def unrecorded_dir(self) -> Path:
+        """Outcomes of runs the reporting database refused to record, for the next run."""
+        return self.home / "unrecorded-runs"
 
     @property
     def prefect_home(self) -> Path:

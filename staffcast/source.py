@@ -41,6 +41,13 @@ Decisions:
   same: the index is used.
 - **Read-only.** The ADBC PostgreSQL session is set read-only; a mapped query is wrapped as a
   sub-query, so it is one SELECT.
+- **Busy is not broken.** :func:`transient_reason` tells an error that may go away (a SQLite
+  file another program holds a write lock on; a PostgreSQL server that refuses or closes
+  connections, starts up or shuts down, or reports a serialization failure or deadlock) from
+  one that will not (a missing file or table, a wrong password, a refused permission), and
+  :class:`SourceUnavailable` carries it as ``transient``, the driver's error as its cause;
+  :mod:`staffcast.retry` retries only the first kind. A locked SQLite file is reported as locked,
+  never as missing tables.
 
 The query functions take an open SQLAlchemy connection; they never create engines or sessions
 (the PostgreSQL reader opens its own ADBC connections from the connection's URL).
@@ -94,6 +101,7 @@ __all__ = [
     "redact_url",
     "shape_stop",
     "table_chunks",
+    "transient_reason",
 ]
 
 logger = logging.getLogger(__name__)
@@ -107,6 +115,9 @@ CUT_COLUMNS = {"shift_requests": "requested_at", "shift_offers": "offered_at", "
 
 _NOTHING_PUBLISHED = "nothing was published"
 _LISTED = 40
+_SQLITE_BUSY_SECONDS = 1.0
+"""How long one SQLite statement waits for another program's write lock before it fails (the
+retries of :mod:`staffcast.retry` wait longer, with backoff)."""
 
 
 @dataclass(frozen=True)
@@ -134,22 +145,20 @@ class StreamedTable:
                 yield from self._postgresql()
             else:
                 yield from self._sqlite()
-        except adbc_driver_manager.Error as exc:
+        except (adbc_driver_manager.Error, OSError) as exc:  # OSError: a stream cut short
             text = " ".join(str(exc).split())
             password = sa.engine.make_url(self.database).password if "://" in self.database else ""
             if password:
                 text = text.replace(str(password), "***")
-            raise SourceUnavailable(
-                f"Could not read the operational database ({text[:400]}). Check that it is "
-                f"reachable and that the user may read the source tables; {_NOTHING_PUBLISHED}.",
-                transient=isinstance(exc, adbc_driver_manager.OperationalError),
-            ) from None
+            sqlite_file = self.database if self.driver == "sqlite" else None
+            raise _read_failed(text[:400], exc, sqlite_file) from exc
 
     def _sqlite(self) -> Iterator[pd.DataFrame]:
         import adbc_driver_sqlite.dbapi as adbc
 
         uri = f"file:{self.database}?mode=ro"
         with adbc.connect(uri) as connection, connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {round(_SQLITE_BUSY_SECONDS * 1000)}")
             cursor.adbc_statement.set_options(
                 **{"adbc.sqlite.query.batch_rows": str(self.chunk_rows)}
             )
@@ -463,8 +472,8 @@ class _Shape:
                     description = result.cursor.description if result.cursor else None
                     result.close()
         except sa.exc.DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise
+            if exc.connection_invalidated or transient_reason(exc):
+                raise  # not a shape problem: read_source explains it
             state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
             if state == "42501":  # insufficient privilege: not a shape problem
                 raise SourceUnavailable(
@@ -483,7 +492,11 @@ class _Shape:
             names += self.inspector.get_view_names(schema=schema)
             if self.dialect == "postgresql":
                 names += self.inspector.get_materialized_view_names(schema=schema)
-        except (sa.exc.DBAPIError, NotImplementedError):
+        except sa.exc.DBAPIError as exc:
+            if transient_reason(exc):
+                raise
+            return []
+        except NotImplementedError:
             return []
         return sorted(set(names))
 
@@ -521,7 +534,9 @@ class _Shape:
     def _exists(self, name: str, schema: str | None) -> bool:
         try:
             return bool(self.inspector.has_table(name, schema=schema))
-        except sa.exc.DBAPIError:  # SQLite: no attached database of that name
+        except sa.exc.DBAPIError as exc:  # SQLite: no attached database of that name
+            if transient_reason(exc):  # a locked file has its tables all the same
+                raise
             return False
 
     def _missing_table(
@@ -553,7 +568,11 @@ class _Shape:
             return []
         try:
             names = self.inspector.get_schema_names()
-        except (sa.exc.DBAPIError, NotImplementedError):
+        except sa.exc.DBAPIError as exc:
+            if transient_reason(exc):
+                raise
+            return []
+        except NotImplementedError:
             return []
         hidden = {"information_schema", "pg_catalog", "pg_toast"}
         return [n for n in names if n not in hidden and not n.startswith("pg_temp")][:50]
@@ -614,6 +633,109 @@ def _database_says(exc: sa.exc.DBAPIError) -> str:
     first = text.strip().splitlines()[0] if text.strip() else type(orig).__name__
     hints = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("HINT:")]
     return " ".join(" ".join([first, *hints]).split())
+
+
+# --- errors worth retrying -----------------------------------------------------------------------
+
+_LOCKED = "another program holds a write lock on the SQLite file"
+_REFUSED = "the server refused the connection (not running, or not listening yet)"
+_CLOSED = "the server closed the connection"
+_ENDED = "an administrator shut the server down or ended the session (SQLSTATE 57P01)"
+_STARTING = "the server is starting up or shutting down"
+_TRANSIENT_STATES = {
+    "40001": "the server reported a serialization failure (SQLSTATE 40001)",
+    "40P01": "the server reported a deadlock (SQLSTATE 40P01)",
+    "57P01": _ENDED,
+    "57P02": "the server restarted after a crash (SQLSTATE 57P02)",
+    "57P03": _STARTING,
+    "53300": "the server has no free connection slots (SQLSTATE 53300)",
+    "08000": _CLOSED,
+    "08001": _REFUSED,
+    "08003": _CLOSED,
+    "08006": _CLOSED,
+}
+"""PostgreSQL SQLSTATEs worth a retry: concurrency conflicts, a server going down or coming up,
+a connection lost. Any other SQLSTATE is taken at its word (the same query fails again)."""
+_NEVER_TRANSIENT = re.compile(
+    r"authentication failed|no pg_hba\.conf entry|permission denied|no such table"
+    r"|unable to open database file"
+    r'|(role|database|relation|schema|table|column) "[^"]*" does not exist',
+    re.IGNORECASE,
+)
+"""Words of an error that a retry cannot fix, even when it also names a refused connection
+(libpq tries every address of ``localhost``: ::1 refused, then 127.0.0.1 wrong password)."""
+_TRANSIENT_PHRASES = (
+    (r"database is (locked|busy)|database table is locked|SQLITE_(BUSY|LOCKED)", _LOCKED),
+    (r"connection refused|could not connect to server", _REFUSED),
+    (r"terminating connection due to administrator command", _ENDED),
+    (r"database system is (starting up|shutting down|in recovery|not yet accepting)", _STARTING),
+    (r"timeout expired|connection timed out", "the server did not answer"),
+    (r"too many clients already|remaining connection slots", _TRANSIENT_STATES["53300"]),
+    (r"could not serialize access|conflict with recovery", _TRANSIENT_STATES["40001"]),
+    (r"deadlock detected", _TRANSIENT_STATES["40P01"]),
+    (
+        r"server closed the connection|connection reset by peer|could not (receive|send) data"
+        r"|no connection to the server|connection is (closed|lost)|consuming input failed"
+        r"|SSL SYSCALL error",
+        _CLOSED,
+    ),
+)
+"""Words of an error without a SQLSTATE (a connection that failed, SQLite, an ADBC stream) that
+a retry may fix (matched ignoring case), with the reason given."""
+
+
+def transient_reason(error: BaseException | None) -> str | None:
+    """Why reading the source again later may work, in a few words ("another program holds a
+    write lock on the SQLite file"), or None when it will fail the same way.
+
+    ``error`` is a driver's error: SQLAlchemy's (sqlite3, psycopg), an ADBC driver's, or the
+    ``OSError`` of an ADBC stream cut short. Transient: a SQLite file locked by another program
+    (``database is locked``, SQLITE_BUSY); a PostgreSQL server that refuses connections,
+    closes them, is starting up or shutting down (SQLSTATE 57P01-57P03), or reports a
+    serialization failure (40001) or deadlock (40P01). Not transient: a missing file, table or
+    database, a wrong user or password, a refused permission, and every other error.
+    """
+    if error is None:
+        return None
+    invalidated = isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
+    if isinstance(error, sa.exc.DBAPIError) and error.orig is not None:
+        error = error.orig
+    state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    text = f"{getattr(error, 'sqlite_errorname', '')} {error}"
+    if state:
+        return _TRANSIENT_STATES.get(str(state))
+    if _NEVER_TRANSIENT.search(text):
+        return None
+    found = (reason for words, reason in _TRANSIENT_PHRASES if re.search(words, text, re.I))
+    return next(found, _CLOSED if invalidated else None)
+
+
+def _locked(path: str, says: str) -> SourceUnavailable:
+    return SourceUnavailable(
+        f"The operational database file '{path}' is locked: another program holds a write lock "
+        f"on it (SQLite: {says}), so staffcast cannot read it until that program commits or "
+        "closes (a long import, or a database tool with an open transaction); "
+        f"{_NOTHING_PUBLISHED}.",
+        transient=True,
+    )
+
+
+def _read_failed(says: str, error: BaseException, sqlite_file: str | None) -> SourceUnavailable:
+    """One paragraph for a source database that failed while being read; ``says`` is the
+    driver's message, in one line, without a password."""
+    reason = transient_reason(error)
+    if reason == _LOCKED and sqlite_file:
+        return _locked(sqlite_file, says)
+    advice = (
+        "The server may be restarting or busy: run again once it answers"
+        if reason
+        else "Check that the source URL points at the agency's database, that it is reachable "
+        "and that the user may read the source tables"
+    )
+    return SourceUnavailable(
+        f"Could not read the operational database ({says}). {advice}; {_NOTHING_PUBLISHED}.",
+        transient=reason is not None,
+    )
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -767,13 +889,8 @@ def read_source(
             else:
                 tables[table] = _read_sqlalchemy(conn, plan, cut)
     except sa.exc.DBAPIError as exc:
-        raise SourceUnavailable(
-            f"Could not read the operational database ({_database_says(exc)}). Check that the "
-            "source URL points at the agency's database and that it is reachable; "
-            f"{_NOTHING_PUBLISHED}.",
-            transient=bool(exc.connection_invalidated)
-            or (isinstance(exc, sa.exc.OperationalError) and conn.dialect.name != "sqlite"),
-        ) from exc
+        sqlite_file = database if conn.dialect.name == "sqlite" else None
+        raise _read_failed(_database_says(exc), exc, sqlite_file) from exc
     return SourceExtract(
         as_of=as_of,
         as_of_utc=instant,
@@ -820,7 +937,11 @@ def connect_source(url: str) -> sa.Engine:
                     f"'{url}'). Run `staffcast demo` to make the demo agency, or pass "
                     "--source with the URL of the agency's database."
                 )
-        engine = sa.create_engine(url)
+        # SQLite waits briefly for another program's lock; staffcast.retry waits longer
+        waits = parsed.get_backend_name() == "sqlite" and "timeout" not in parsed.query
+        engine = sa.create_engine(
+            url, connect_args={"timeout": _SQLITE_BUSY_SECONDS} if waits else {}
+        )
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
@@ -830,12 +951,20 @@ def connect_source(url: str) -> sa.Engine:
             "postgresql+psycopg://user@host/dbname."
         ) from exc
     except sa.exc.OperationalError as exc:
+        says = _database_says(exc)
+        reason = transient_reason(exc)
+        if reason == _LOCKED:
+            raise _locked(parsed.database or "", says) from exc
+        advice = (
+            "The server may be down, restarting or busy: check that it is running and "
+            "reachable at that host and port"
+            if reason
+            else "Check the host, port, database name, user and password"
+        )
         raise SourceUnavailable(
-            f"Could not connect to the operational database at '{redact_url(url)}' "
-            f"({str(exc.orig).strip().splitlines()[0] if exc.orig else exc}). Check the host, "
-            "port, database name and credentials, and that the server is running; nothing was "
-            "published.",
-            transient=True,
+            f"Could not connect to the operational database at '{redact_url(url)}' ({says}). "
+            f"{advice}; {_NOTHING_PUBLISHED}.",
+            transient=reason is not None,
         ) from exc
     return engine
 

@@ -175,13 +175,13 @@ def test_grant_reader_refuses_what_it_cannot_do_safely(database: Engine, role: s
 @pytest.mark.postgres
 def test_grant_reader_needs_the_schema_at_head(tmp_path: Path, role: str) -> None:
     with fresh_database("postgresql", tmp_path) as engine:
-        with pytest.raises(ReaderGrantError, match="revision none, not 0003.*db upgrade"):
+        with pytest.raises(ReaderGrantError, match="revision none, not 0004.*db upgrade"):
             grant_reader(engine, role)
         upgrade_schema(engine, "0001")
-        with pytest.raises(ReaderGrantError, match="revision 0001, not 0003"):
+        with pytest.raises(ReaderGrantError, match="revision 0001, not 0004"):
             grant_reader(engine, role)
         upgrade_schema(engine, "0002")
-        with pytest.raises(ReaderGrantError, match="revision 0002, not 0003"):
+        with pytest.raises(ReaderGrantError, match="revision 0002, not 0004"):
             grant_reader(engine, role)
 
 

@@ -50,6 +50,8 @@ NEW_COLUMNS = {
 #: Tables and columns revision 0003 added (absent at 0002).
 TABLES_0003 = ("data_quality_impact",)
 COLUMNS_0003 = {"forecast_run": ("rows_excluded",)}
+#: Columns revision 0004 added (absent at 0003).
+COLUMNS_0004 = {"forecast_run": ("heartbeat_at", "current_since")}
 #: Tables added after revision 0001.
 AFTER_0001 = (*NEW_TABLES, *TABLES_0003)
 
@@ -196,7 +198,10 @@ def test_upgrade_from_0002_keeps_published_runs(empty: Engine) -> None:
     assert old is not None and old["run_id"] == old_run
     assert (old["rows_extracted"], old["rows_used"], old["rows_quarantined"]) == (100, 98, 2)
     assert old["rows_excluded"] == 0  # the server default: the accounting still adds up
-    assert columns_of(empty, "current_forecast_run")[-1] == "rows_excluded"
+    assert columns_of(empty, "current_forecast_run")[-3:] == [
+        "rows_excluded",
+        *COLUMNS_0004["forecast_run"],
+    ]
 
     # The upgraded database takes a run with an impact and excluded rows; it becomes current.
     later = AS_OF + dt.timedelta(days=7)
@@ -220,7 +225,7 @@ def test_downgrade_to_0002_and_back(empty: Engine) -> None:
     forecast_run_0002 = [
         name
         for name in columns_of(empty, "forecast_run")
-        if name not in COLUMNS_0003["forecast_run"]
+        if name not in COLUMNS_0003["forecast_run"] + COLUMNS_0004["forecast_run"]
     ]
 
     change = downgrade_schema(empty, "0002")

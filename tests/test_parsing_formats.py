@@ -533,10 +533,12 @@ def test_the_abbreviation_table_points_at_real_zones() -> None:
 def test_an_abbreviated_zone_reads_local_times_with_dst() -> None:
     tables = tiny_tables()
     put(tables, "facilities", 0, timezone="CST")
-    tables["shift_requests"]["shift_start"] = "2025-03-12 07:00"  # after the switch to CDT
+    # After the switch to CDT (02:00 that day), and before as_of: a source whose requests are
+    # all for as_of or later stops (rule history_demand).
+    tables["shift_requests"]["shift_start"] = "2025-03-09 07:00"
     result = run(tables)
     used = result.tables["shift_requests"]
-    assert (used["shift_start"] == utc("2025-03-12 12:00")).all()
+    assert (used["shift_start"] == utc("2025-03-09 12:00")).all()
 
 
 def test_an_unknown_zone_is_quarantined_with_its_value() -> None:

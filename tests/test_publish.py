@@ -240,9 +240,9 @@ def result_frames(as_of: dt.date, tag: int = 0) -> dict[str, pd.DataFrame]:
 COUNTS = RunCounts(rows_extracted=100, rows_used=98, rows_quarantined=2)
 
 
-def publish(engine: Engine, as_of: dt.date = AS_OF, tag: int = 0) -> str:
+def publish(engine: Engine, as_of: dt.date = AS_OF, tag: int = 0, backfill: bool = False) -> str:
     run_id = start_run(engine, as_of, {"tag": tag, "as_of": as_of}, None, "test", 182)
-    publish_run(engine, run_id, result_frames(as_of, tag), COUNTS)
+    publish_run(engine, run_id, result_frames(as_of, tag), COUNTS, backfill=backfill)
     return run_id
 
 
@@ -469,10 +469,31 @@ def test_newer_as_of_becomes_current_and_a_backfill_does_not(engine: Engine) -> 
     newer = publish(engine, AS_OF + dt.timedelta(days=7))
     assert latest_published_run(engine)["run_id"] == newer
 
-    publish(engine, AS_OF - dt.timedelta(days=7))  # a backtest of an older week
+    publish(engine, AS_OF - dt.timedelta(days=7), backfill=True)  # filling in an older week
     assert latest_published_run(engine)["run_id"] == newer
     assert len(run_ids(engine, "forecast_run")) == 3
     assert view_run_ids(engine, "regional_forecast") == [newer] * 14 * 2
+
+    newest = publish(engine, AS_OF + dt.timedelta(days=14), backfill=True)  # past the current
+    assert latest_published_run(engine)["run_id"] == newest
+
+
+def test_a_correcting_rerun_of_an_earlier_week_becomes_current(engine: Engine) -> None:
+    """A bad run for a later as_of (a wrong clock) does not hide the rerun that corrects it."""
+    publish(engine, AS_OF)
+    bad = publish(engine, AS_OF + dt.timedelta(days=7), tag=1)
+    assert latest_published_run(engine)["run_id"] == bad
+
+    rerun = publish(engine, AS_OF, tag=2)
+    assert latest_published_run(engine)["run_id"] == rerun
+    assert view_run_ids(engine, "regional_forecast") == [rerun] * 14 * 2
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(
+                select(table("forecast_run").c.run_id, table("forecast_run").c.current_since)
+            ).all()
+        )
+    assert stored[rerun] > stored[bad]  # the bad run stays stored (and can be deleted by hand)
 
 
 @pytest.mark.parametrize("days_later", [0, 7], ids=["same_as_of", "newer_as_of"])

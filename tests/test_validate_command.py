@@ -131,10 +131,10 @@ def test_unreachable_source_is_one_paragraph(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = _validate(str(tmp_path / "no-such-folder"), capsys)
-    assert code == 1 and out == ""
+    assert code == 3 and out == ""
     assert err.startswith("staffcast: The source") and err.count("\n") == 1
     code, out, err = _validate(f"sqlite:///{tmp_path / 'none.db'}", capsys)
-    assert code == 1 and "does not exist" in err
+    assert code == 3 and "does not exist" in err
 
 
 def test_source_is_required(capsys: pytest.CaptureFixture[str]) -> None:

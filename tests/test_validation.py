@@ -174,3 +174,33 @@ def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
 def test_as_of_instant_is_midnight_in_the_agency_zone() -> None:
     assert as_of_instant(date(2025, 1, 6), TZ) == pd.Timestamp("2025-01-06 06:00", tz="UTC")
     assert as_of_instant(date(2025, 7, 7), TZ) == pd.Timestamp("2025-07-07 05:00", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("rows", "why"),
+    [
+        (  # cancelled two days ahead: no demand (issue 12, a facility whose requests all are)
+            [
+                _good(i, status="cancelled", cancelled_at="2025-03-03T07:00:00+00:00")
+                for i in (1, 2)
+            ],
+            "before the shift: 2;",
+        ),
+        (  # only bookings ahead (a new client): nothing before as_of to forecast from
+            [_good(1, start="2025-03-12T07:00:00-05:00", requested_at="2025-03-09T12:00:00+00:00")],
+            "on or after as_of: 1;",
+        ),
+    ],
+)
+def test_a_source_without_past_demand_stops_with_rule_history_demand(
+    tmp_path: Path, rows: list[tuple], why: str
+) -> None:
+    """The weekly run failed on these with pandas' 'No objects to concatenate' (no series)."""
+    with pytest.raises(ValidationFailed) as info:
+        _validate(_source(tmp_path / "ops.db", rows))
+    message = str(info.value)
+    assert "'shift_requests'" in message and "'history_demand'" in message and why in message
+    assert "\n" not in message
+    late = _good(1, status="cancelled", cancelled_at="2025-03-05T01:00:00+00:00")  # 12 h ahead
+    _, result = _validate(_source(tmp_path / "late.db", [late]))
+    assert result.rows("shift_requests") == (1, 1, 0)
