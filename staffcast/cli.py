@@ -664,10 +664,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code(exc)
     finally:
         CANCELLATION.finish()
-        # What the run did is decided: a SIGTERM while the process winds down is ignored
-        # (the exit status stays the run's), SIGINT gets its handler back.
-        if before[signal.SIGTERM] is signal.SIG_DFL:
-            before[signal.SIGTERM] = signal.SIG_IGN
+        # What the run did is decided: a SIGTERM while the process winds down is held by the
+        # finished cancellation handler (the exit status stays the run's; not SIG_IGN, which
+        # processes started later would inherit), SIGINT gets its handler back.
+        if before[signal.SIGTERM] is signal.SIG_DFL and args.command in ("demo", "run"):
+            del before[signal.SIGTERM]
         for signum, handler in before.items():
             signal.signal(signum, handler)
 
