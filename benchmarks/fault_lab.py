@@ -301,7 +301,8 @@ class Trial:
     no_orphans: bool = False
     status: str | None = None
     status_ok: bool = False
-    next_ok: bool = False
+    next_ok: bool | None = None
+    """Whether the next run published (None: no next run was tried, the fault still held)."""
     note: str = ""
     log: str = ""
     """The faulted run's log file."""

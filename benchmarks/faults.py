@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,10 +72,16 @@ def _table(trials: list[Trial]) -> str:
             f"{sum(t.previous_intact for t in group)}/{n} | "
             + (f"{sum(paragraphs)}/{len(paragraphs)}" if paragraphs else "n/a")
             + f" | {sum(t.no_orphans for t in group)}/{n} | "
-            f"{sum(t.status_ok for t in group)}/{n} | {sum(t.next_ok for t in group)}/{n} | "
+            f"{sum(t.status_ok for t in group)}/{n} | {_tried(t.next_ok for t in group)} | "
             f"{slowest:.1f} |"
         )
     return "\n".join(lines)
+
+
+def _tried(results: Iterable[bool | None]) -> str:
+    """'k/n' over the trials where the check was made, 'n/a' where none was."""
+    made = [r for r in results if r is not None]
+    return f"{sum(made)}/{len(made)}" if made else "n/a"
 
 
 def _failed(trial: Trial) -> bool:

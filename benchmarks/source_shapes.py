@@ -676,7 +676,7 @@ def extract_and_validate(shape: Shape, as_of: date) -> Extracted:
     extract = open_source(
         shape.source, as_of, settings.agency_timezone, load_mapping(shape.mapping)
     )
-    result = validate_with_settings(extract, settings)
+    result = validate_with_settings(extract, settings, keep_rows=True)
     history, booked = build_demand.fn(result, extract, settings)
     seconds = time.perf_counter() - started
     tables = result.tables

@@ -97,8 +97,135 @@ def empty_impact() -> DemandImpact:
     return DemandImpact(pd.DataFrame(columns=IMPACT_COLUMNS), pd.DataFrame(columns=IMPUTED_COLUMNS))
 
 
+class UsedStats:
+    """What the impact needs from the used requests, gathered chunk by chunk: shifts counted per
+    facility and role in the recent window, and per facility and role histograms of lead time
+    (request to shift, quarter-day bins from -7 to 366 days) and of shift hours (quarter-hour
+    bins, 0-24) for their medians. Memory grows with facilities, never with requests; a median
+    read from the histogram is exact to the bin (a quarter day, a quarter hour), and lead times
+    are rounded to whole days where they are used.
+    """
+
+    LEAD_BIN_DAYS = 0.25
+    LEAD_FIRST_DAY = -7.0
+    LEAD_BINS = int((366 - LEAD_FIRST_DAY) / LEAD_BIN_DAYS) + 1
+    HOURS_BIN = 0.25
+    HOURS_BINS = int(24 / HOURS_BIN) + 1
+
+    def __init__(
+        self,
+        zones: pd.Series,
+        as_of: date,
+        as_of_utc: pd.Timestamp,
+        late_cancellation_hours: float,
+        window_days: int,
+    ) -> None:
+        self.zones = zones
+        self.as_of_utc = as_of_utc
+        self.late_cancellation_hours = late_cancellation_hours
+        self.first_day = pd.Timestamp(as_of) - pd.Timedelta(days=window_days)
+        self._recent: list[pd.DataFrame] = []
+        self._keys: dict[tuple[str, str], int] = {}
+        self._lead = np.zeros((0, self.LEAD_BINS), dtype=np.int64)
+        self._hours = np.zeros((0, self.HOURS_BINS), dtype=np.int64)
+
+    @classmethod
+    def of(
+        cls,
+        used: pd.DataFrame,
+        zones: pd.Series,
+        as_of: date,
+        as_of_utc: pd.Timestamp,
+        late_cancellation_hours: float,
+        window_days: int,
+    ) -> UsedStats:
+        """The statistics of one frame of used requests."""
+        stats = cls(zones, as_of, as_of_utc, late_cancellation_hours, window_days)
+        stats.add(used)
+        return stats
+
+    def add(self, used: pd.DataFrame) -> None:
+        """Take one chunk of used requests (parsed shift_requests rows)."""
+        if used.empty:
+            return
+        self._recent.append(
+            _recent_used(
+                used, self.zones, self.as_of_utc, self.late_cancellation_hours, self.first_day
+            )
+        )
+        facility = used["facility_id"].astype("category")
+        role = used["role"].astype("category")
+        pairs = pd.MultiIndex.from_arrays(
+            [facility.cat.codes.to_numpy(), role.cat.codes.to_numpy()]
+        ).unique()
+        names = {
+            (str(facility.cat.categories[f]), str(role.cat.categories[r])): (f, r)
+            for f, r in pairs
+            if f >= 0 and r >= 0
+        }
+        for key in names:
+            if key not in self._keys:
+                self._keys[key] = len(self._keys)
+        grow = len(self._keys) - len(self._lead)
+        if grow > 0:
+            self._lead = np.vstack([self._lead, np.zeros((grow, self.LEAD_BINS), np.int64)])
+            self._hours = np.vstack([self._hours, np.zeros((grow, self.HOURS_BINS), np.int64)])
+        table = np.full(
+            (len(facility.cat.categories) + 1, len(role.cat.categories) + 1), -1, dtype=np.int64
+        )
+        for key, (f, r) in names.items():
+            table[f, r] = self._keys[key]
+        row = table[facility.cat.codes.to_numpy(), role.cat.codes.to_numpy()]
+        lead_days = ((used["shift_start"] - used["requested_at"]) / pd.Timedelta(days=1)).to_numpy(
+            dtype=float
+        )
+        hours = used["shift_hours"].to_numpy(dtype=float)
+        self._bin(self._lead, row, lead_days, self.LEAD_FIRST_DAY, self.LEAD_BIN_DAYS)
+        self._bin(self._hours, row, hours, 0.0, self.HOURS_BIN)
+
+    @staticmethod
+    def _bin(
+        histogram: np.ndarray, row: np.ndarray, values: np.ndarray, first: float, width: float
+    ) -> None:
+        ok = (row >= 0) & ~np.isnan(values)
+        bins = np.clip(np.rint((values[ok] - first) / width), 0, histogram.shape[1] - 1)
+        cells = row[ok] * histogram.shape[1] + bins.astype(np.int64)
+        histogram += np.bincount(cells, minlength=histogram.size).reshape(histogram.shape)
+
+    def recent(self) -> pd.DataFrame:
+        """``facility_id, role, recent_shifts_used``."""
+        if not self._recent:
+            return pd.DataFrame(columns=["facility_id", "role", "recent_shifts_used"])
+        both = pd.concat(self._recent, ignore_index=True)
+        return both.groupby(["facility_id", "role"], as_index=False)["recent_shifts_used"].sum()
+
+    def typical(self) -> pd.DataFrame:
+        """Per facility and role: median lead time (days) and median hours (see the class)."""
+        index = pd.MultiIndex.from_tuples(list(self._keys), names=["facility_id", "role"])
+        return pd.DataFrame(
+            {
+                "lead_days": _median(self._lead, self.LEAD_FIRST_DAY, self.LEAD_BIN_DAYS),
+                "hours": _median(self._hours, 0.0, self.HOURS_BIN),
+            },
+            index=index,
+        )
+
+
+def _median(histogram: np.ndarray, first: float, width: float) -> np.ndarray:
+    """The median of each row's values from its histogram (NaN for an empty row); of an even
+    count, the mean of the two middle values, as pandas does."""
+    n = histogram.sum(axis=1)
+    if histogram.size == 0:
+        return np.zeros(0)
+    cumulative = histogram.cumsum(axis=1)
+    low = (cumulative >= ((n + 1) // 2)[:, None]).argmax(axis=1)
+    high = (cumulative >= (n // 2 + 1)[:, None]).argmax(axis=1)
+    median = first + width * (low + high) / 2
+    return np.where(n > 0, median, np.nan)
+
+
 def assess(
-    used: pd.DataFrame,
+    used: pd.DataFrame | UsedStats,
     quarantined: pd.DataFrame,
     excluded: pd.DataFrame,
     all_facilities: pd.DataFrame,
@@ -109,18 +236,25 @@ def assess(
     late_cancellation_hours: float,
     window_days: int,
     history_days: int,
+    excluded_lost: pd.DataFrame | None = None,
 ) -> DemandImpact:
     """The demand lost to ``quarantined`` and ``excluded`` request rows, and what is put back.
 
-    ``used``, ``quarantined`` and ``excluded`` are parsed shift_requests frames
-    (:func:`data_contracts.parsing.parse_shift_requests`); ``quarantined`` may carry
+    ``excluded_lost`` are excluded requests already summarised chunk by chunk
+    (:func:`excluded_losses`); ``excluded`` then holds only the rows that needed typical values.
+
+    ``quarantined`` and ``excluded`` are parsed shift_requests frames
+    (:func:`data_contracts.parsing.parse_shift_requests`); ``used`` is one too, or the
+    :class:`UsedStats` gathered from it chunk by chunk; ``quarantined`` may carry
     ``_duplicate``. ``all_facilities`` are every parsed facility (quarantined ones included, for
     their region), ``usable_facilities`` those that passed their rules.
     """
     first_day = pd.Timestamp(as_of) - pd.Timedelta(days=window_days)
-    zones = _zones(all_facilities, agency_timezone)
-    used_recent = _recent_used(used, zones, as_of_utc, late_cancellation_hours, first_day)
-    typical = _typical(used, zones)
+    zones = zones_of(all_facilities, agency_timezone)
+    if isinstance(used, pd.DataFrame):
+        used = UsedStats.of(used, zones, as_of, as_of_utc, late_cancellation_hours, window_days)
+    used_recent = used.recent()
+    typical = used.typical()
     parts = []
     for source, frame in (("quarantined", quarantined), ("excluded", excluded)):
         if len(frame):
@@ -134,6 +268,8 @@ def assess(
                     late_cancellation_hours,
                 )
             )
+    if excluded_lost is not None and len(excluded_lost):
+        parts.append(excluded_lost)
     if not parts:
         lost = pd.DataFrame(
             columns=["source", "facility_id", "role", "date", "hours", "counts", "exact", "rows"]
@@ -151,7 +287,7 @@ def assess(
     )
 
 
-def _zones(facilities: pd.DataFrame, agency_timezone: str) -> pd.Series:
+def zones_of(facilities: pd.DataFrame, agency_timezone: str) -> pd.Series:
     """facility_id -> an IANA zone usable for local dates (the agency's when invalid)."""
     from zoneinfo import available_timezones
 
@@ -182,30 +318,6 @@ def _recent_used(
     recent = counted[(counted["date"] >= first_day) & (counted["date"] < as_of_day)]
     # The window ends at as_of: dates are local; as_of is midnight in the agency's zone.
     return recent.groupby(["facility_id", "role"]).size().rename("recent_shifts_used").reset_index()
-
-
-def _typical(used: pd.DataFrame, zones: pd.Series) -> pd.DataFrame:
-    """Per facility and role: median lead time (days, request to shift) and median hours.
-
-    Grouped on the (categorical) keys as they are: millions of rows are never turned into
-    Python strings."""
-    lead_days = (used["shift_start"] - used["requested_at"]) / pd.Timedelta(days=1)
-    frame = pd.DataFrame(
-        {
-            "facility_id": used["facility_id"],
-            "role": used["role"],
-            "lead_days": lead_days.to_numpy(),
-            "hours": used["shift_hours"].to_numpy(),
-        },
-        index=used.index,
-    )
-    medians = frame.groupby(["facility_id", "role"], observed=True)[["lead_days", "hours"]].median()
-    keys = medians.index
-    medians.index = pd.MultiIndex.from_arrays(
-        [keys.get_level_values(0).astype(str), keys.get_level_values(1).astype(str)],
-        names=["facility_id", "role"],
-    )
-    return medians
 
 
 def _lost(
@@ -264,6 +376,46 @@ def _lost(
     )
 
 
+def excluded_losses(
+    excluded: pd.DataFrame,
+    zones: pd.Series,
+    as_of_utc: pd.Timestamp,
+    late_cancellation_hours: float,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the lost demand of excluded requests with a readable shift_start and valid hours, one
+    row per facility, role, date, whether it counts and whether the date is exact, with
+    ``rows`` and total ``hours``; the rows that need typical values, left for :func:`assess`).
+
+    Excluded rows (roles the agency leaves out) can be millions: summarised chunk by chunk
+    they cost memory per facility and day, not per request."""
+    hours = excluded["shift_hours"].astype(float)
+    ready = (excluded["shift_start"].notna() & (hours > 0) & (hours <= 24)).to_numpy()
+    if not ready.any():
+        return pd.DataFrame(), excluded
+    no_typical = pd.DataFrame(
+        {"lead_days": [], "hours": []},
+        index=pd.MultiIndex.from_arrays([[], []], names=["facility_id", "role"]),
+    )
+    lost = _lost("excluded", excluded[ready], zones, no_typical, as_of_utc, late_cancellation_hours)
+    keys = ["source", "facility_id", "role", "date", "counts", "exact"]
+    summary = lost.groupby(keys, dropna=False, as_index=False).agg(
+        hours=("hours", "sum"), rows=("rows", "sum")
+    )
+    return summary, excluded[~ready]
+
+
+def combine_losses(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Summaries of :func:`excluded_losses` from several chunks as one."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame()
+    keys = ["source", "facility_id", "role", "date", "counts", "exact"]
+    both = pd.concat(parts, ignore_index=True)
+    return both.groupby(keys, dropna=False, as_index=False).agg(
+        hours=("hours", "sum"), rows=("rows", "sum")
+    )
+
+
 def _summarise(
     lost: pd.DataFrame,
     used_recent: pd.DataFrame,
@@ -280,6 +432,7 @@ def _summarise(
     recent = dated & (lost["date"] >= first_day) & (lost["date"] < first_forecast_day)
     undated_weight = min(1.0, window_days / max(history_days, 1))
     weight = np.where(recent, 1.0, np.where(dated, 0.0, undated_weight)) * lost["counts"]
+    # One row per lost request, or per group of them (``rows`` requests, ``hours`` in all).
     placed = (
         (lost["source"] == "quarantined")
         & lost["facility_id"].isin(usable)
@@ -290,9 +443,9 @@ def _summarise(
         & lost["counts"].astype(bool)
     )
     lost = lost.assign(
-        recent_shifts_lost=weight,
+        recent_shifts_lost=weight * lost["rows"],
         recent_hours_lost=weight * lost["hours"],
-        imputed_shifts=placed.astype(int),
+        imputed_shifts=placed.astype(int) * lost["rows"],
     )
     grouped = (
         lost.groupby(["source", "facility_id", "role"], dropna=False)

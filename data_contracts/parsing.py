@@ -719,6 +719,22 @@ def parse_shift_requests(
     return frame
 
 
+def key_text(raw: pd.DataFrame, column: str, options: ParseOptions = DEFAULT_OPTIONS) -> pd.Series:
+    """A raw id column as parsing reads it (stripped, value map applied): what
+    :func:`duplicate_kind` compares, for a first pass that reads the ids alone."""
+    return _text_column(raw, column, options)
+
+
+def key_hashes(keys: pd.Series) -> np.ndarray:
+    """64-bit hashes of ids as :func:`duplicate_kind` compares them (text, stripped); a missing
+    or blank id hashes to 0, which no id is taken to repeat."""
+    text = keys.astype("str").str.strip()
+    missing = (text.isna() | (text == "")).to_numpy()
+    hashes = pd.util.hash_array(text.fillna("").to_numpy(dtype=object), categorize=False)
+    hashes[missing] = 0
+    return hashes
+
+
 def duplicate_kind(frame: pd.DataFrame, key: str, ignore: tuple[str, ...] = ()) -> pd.Series:
     """'no' for a unique key or the first of identical copies, else 'identical' or 'conflicting'.
 

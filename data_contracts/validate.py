@@ -6,6 +6,10 @@ rows_excluded, per table. Excluded rows are set aside before any rule runs, so t
 toward the quarantine share. A row that breaks several rules is quarantined once, under the
 first rule in suite order; the detail lists the others.
 
+shift_requests and shift_offers are read chunk by chunk and reduced as they are read
+(:class:`_RequestPass`): a run's memory grows with its series, not with its requests, and
+every rule means the same whatever the chunk size (``tests/test_streaming.py``).
+
 The demand that quarantined and excluded requests would have carried is measured by
 :mod:`data_contracts.impact`; a region and role that loses more than ``max_region_loss_share``
 of its recent demand stops the run, whatever the agency-wide share.
@@ -15,9 +19,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import great_expectations as gx
@@ -34,9 +37,9 @@ from data_contracts import impact as demand_impact
 from data_contracts import parsing, suites
 from data_contracts.impact import DemandImpact
 from data_contracts.suites import Rule
-from models.demand import counted_requests, early_cancellation
+from models.demand import DailyCounts
 from staffcast.errors import ValidationFailed
-from staffcast.source import RawTable, SourceExtract, table_chunks
+from staffcast.source import RawTable, SourceExtract, StreamedTable, table_chunks
 
 if TYPE_CHECKING:
     from staffcast.settings import Settings
@@ -51,6 +54,8 @@ pandas_execution_engine.HASH_THRESHOLD = 0
 QUARANTINE_COLUMNS = ["source_table", "source_key", "rule", "detail"]
 EXCLUDED_COLUMNS = ["source_table", "column", "value", "rows"]
 """Excluded rows per table, column and source value (``role``, ``CNA``, 41,526)."""
+_CHUNK_ROWS = 1_000_000
+"""Rows of a table already in memory (a file) handled at once."""
 _SAMPLES = 3
 """Distinct sample values kept per column for ``staffcast validate``."""
 _KEYS = {
@@ -84,6 +89,11 @@ class ValidationResult:
     impact: DemandImpact = field(default_factory=demand_impact.empty_impact)
     excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EXCLUDED_COLUMNS))
     samples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    demand: DailyCounts | None = None
+    """Daily demand per facility and role, counted as the requests were read."""
+    offers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The acceptance window's used offers with their request's facility_id, role and
+    shift_start (see ``validate_extract``)."""
 
     def rows(self, table: str) -> tuple[int, int, int]:
         """(extracted, used, quarantined) rows of ``table``."""
@@ -121,16 +131,18 @@ def _run_rules(context: Any, table: str, frame: pd.DataFrame, rules: list[Rule])
     ``_row``): GX's pandas engine copies the frame it filters for every metric, so a narrow
     frame saves both time and memory on millions of rows.
     """
-    source = context.data_sources.add_pandas(f"{table}_source")
+    name = f"{table}_source"
+    known = {s.name for s in context.data_sources.all().values()}
+    source = (
+        context.data_sources.get(name) if name in known else context.data_sources.add_pandas(name)
+    )
     groups: dict[tuple[str, ...], list[int]] = {}
     for index, rule in enumerate(rules):
         groups.setdefault(_rule_columns(rule), []).append(index)
     results: dict[int, Any] = {}
     for number, (columns, indexes) in enumerate(groups.items()):
-        batch = (
-            source.add_dataframe_asset(f"{table}_{number}")
-            .add_batch_definition_whole_dataframe("as_of_extract")
-            .get_batch(batch_parameters={"dataframe": frame[["_row", *columns]]})
+        batch = _batch_definition(source, f"{table}:{','.join(columns)}").get_batch(
+            batch_parameters={"dataframe": frame[["_row", *columns]]}
         )
         suite = gx.ExpectationSuite(name=f"{table}_{number}")
         for index in indexes:
@@ -155,6 +167,14 @@ def _run_rules(context: Any, table: str, frame: pd.DataFrame, rules: list[Rule])
                 f"{info.get('exception_message')}"
             )
     return ordered
+
+
+def _batch_definition(source: Any, asset: str) -> Any:
+    """The whole-frame batch definition of ``asset`` (one per table and group of columns),
+    made once per validation and reused for every chunk of the table."""
+    if asset in {a.name for a in source.assets}:
+        return source.get_asset(asset).get_batch_definition("as_of_extract")
+    return source.add_dataframe_asset(asset).add_batch_definition_whole_dataframe("as_of_extract")
 
 
 _DERIVED: dict[str, Callable[[Any], str]] = {
@@ -208,13 +228,18 @@ def _check(
     outcomes: list[RuleOutcome],
     counts: dict[str, dict[str, int]],
     max_quarantined: int | None = None,
+    seen: dict[str, int] | None = None,
+    of_rows: int | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Run the rules; raise on batch failures; (which rows are quarantined, a boolean array
-    aligned with ``frame``, and their quarantine entries in ``_row`` order).
+    aligned with ``frame``, and their quarantine entries in ``_row`` order, ``_row`` kept).
 
-    With ``max_quarantined``, a row rule broken by more rows than that stops the run before
-    any quarantine entry is built (collecting millions of them row by row takes minutes).
+    With ``max_quarantined``, a row rule broken by more rows than that (``seen`` counts the
+    rows each rule failed in earlier chunks of the table, ``of_rows`` the table's rows) stops the
+    run before any quarantine entry is built (collecting millions of them row by row takes
+    minutes).
     """
+    seen = seen or {}
     results = _run_rules(context, table, frame, rules)
     broken: dict[int, list[tuple[str, str]]] = {}
     failures = []
@@ -236,16 +261,22 @@ def _check(
                 counts,
             )
         failures.append((rule, result, raw_text, failed, example))
-    worst = max(failures, key=lambda f: f[3], default=None)
-    if max_quarantined is not None and worst is not None and worst[3] > max_quarantined:
+    worst = max(failures, key=lambda f: f[3] + seen.get(f[0].name, 0), default=None)
+    if (
+        max_quarantined is not None
+        and worst is not None
+        and worst[3] + seen.get(worst[0].name, 0) > max_quarantined
+    ):
         rule, result, _, failed, example = worst
+        failed += seen.get(rule.name, 0)
+        total = of_rows if of_rows is not None else len(frame)
         entries = result.result.get("unexpected_index_list") or []
         if entries:  # name the row, as the quarantine would have
             at = frame["_row"].to_numpy() == int(entries[0]["_row"])
             example = f"{frame.loc[at, _KEYS[table]].iloc[0]} ({example})"
         raise ValidationFailed(
             f"Source table '{table}' broke the batch rule 'max_quarantine_share': at least "
-            f"{failed} of {len(frame)} rows ({failed / max(len(frame), 1):.1%}) break the rule "
+            f"{failed} of {total} rows ({failed / max(total, 1):.1%}) break the rule "
             f"'{rule.name}' ({rule.description}), more than the allowed share; example: "
             f"{example}. Nothing was published.",
             outcomes,
@@ -257,7 +288,7 @@ def _check(
             value = _value(entry, rule.column, raw_text)
             broken.setdefault(row, []).append((rule.name, _describe(rule.column, value)))
     if not broken:
-        return np.zeros(len(frame), dtype=bool), pd.DataFrame(columns=QUARANTINE_COLUMNS)
+        return np.zeros(len(frame), dtype=bool), _no_quarantine()
     rows = sorted(broken)
     key = frame.set_index("_row")[_KEYS[table]]
     quarantine = pd.DataFrame(
@@ -266,6 +297,7 @@ def _check(
             "source_key": [str(key.get(r)) if pd.notna(key.get(r)) else f"row {r}" for r in rows],
             "rule": [broken[r][0][0] for r in rows],
             "detail": ["; ".join(f"{name}: {detail}" for name, detail in broken[r]) for r in rows],
+            "_row": rows,
         }
     )
     return frame["_row"].isin(rows).to_numpy(), quarantine
@@ -295,6 +327,8 @@ def validate_extract(
     history_days: int = 3 * 365 + 1,
     max_region_loss_share: float | None = None,
     max_source_lag_days: float | None = None,
+    offer_window_days: int | None = None,
+    keep_rows: bool = True,
 ) -> ValidationResult:
     """Parse and check every table of ``extract``.
 
@@ -308,8 +342,13 @@ def validate_extract(
     With ``max_source_lag_days``, a source whose newest request was made more than that many
     days before as_of stops the run too (rule ``source_freshness``).
 
-    The raw frames are taken out of ``extract.tables`` as each table is parsed, so that
-    millions of rows of text are not held in memory twice.
+    shift_requests and shift_offers are read chunk by chunk (:class:`_RequestPass`): what
+    stays is per-series daily demand (``demand``), the used offers of the last
+    ``offer_window_days`` (all, when None) joined to their requests (``offers``), quarantine
+    entries and the quarantined and excluded requests. With ``keep_rows`` every used row of
+    those two tables is kept in ``tables`` too (small extracts, tests, ``staffcast validate``
+    on a sample); the weekly run does not keep them. The raw frames are taken out of
+    ``extract.tables`` as each table is parsed.
     """
     context = _context()
     outcomes: list[RuleOutcome] = []
@@ -335,59 +374,49 @@ def validate_extract(
     quarantines.append(q)
     counts["facilities"] = _count(n_facilities, facilities, q, excluded)
 
-    zones = facilities.set_index("facility_id")["timezone"]
-    requests = _parse_in_chunks(
-        raw.pop("shift_requests"),
-        samples,
-        "shift_requests",
-        parsing.parse_shift_requests,
-        zones,
+    window = None if offer_window_days is None else pd.Timedelta(days=offer_window_days + 1)
+    offer_outcomes: list[RuleOutcome] = []
+    offer_counts: dict[str, dict[str, int]] = {}
+    offers = _validate_offers(
+        raw.pop("shift_offers"),
+        options("shift_offers"),
+        extract,
         agency_timezone,
-        options=options("shift_requests"),
+        None if window is None else extract.as_of_utc - window,
+        context,
+        offer_outcomes,
+        offer_counts,
+        samples,
+        excluded_parts,
+        keep_rows,
     )
-    requests["_duplicate"] = parsing.duplicate_kind(
-        requests,
-        "request_id",
-        ignore=(
-            "_row",
-            "_hours_requested_after_start",
-            *[c for c in requests.columns if c.startswith("_raw_") or c == "_excluded"],
-        ),
-    )
-    # The exact as_of cut: rows requested at or after as_of did not exist yet (the SQL query
-    # kept a day's margin). Unparseable requested_at stays, to be quarantined. One mask with
-    # the exclusions, so that millions of rows are copied once.
-    existed = ~(requests["requested_at"] >= extract.as_of_utc).to_numpy()
-    extracted_requests = int(existed.sum())
-    if max_source_lag_days is not None:
-        _check_freshness(requests["requested_at"][existed], extract, max_source_lag_days)
-    excluded_mask = _excluded_mask(requests)
-    excluded_requests = requests[existed & excluded_mask].drop(columns=["_excluded"])
-    _summarise_excluded("shift_requests", excluded_requests, excluded_parts)
-    requests = requests[existed & ~excluded_mask].drop(columns=["_excluded"])
-    del existed, excluded_mask
-    rules = suites.shift_request_rules(
-        sorted(facilities["facility_id"].dropna()),
-        extract.as_of_utc,
-        recent_days,
+    requests = _RequestPass(
+        extract,
+        agency_timezone,
+        facilities,
+        all_facilities,
         known_facilities,
+        recent_days,
+        late_cancellation_hours,
+        impact_window_days,
+        history_days,
+        np.unique(offers.window["_key"].to_numpy()),
+        keep_rows,
     )
-    quarantined, q = _check(
-        "shift_requests",
-        requests,
-        rules,
+    requests.run(
+        raw.pop("shift_requests"),
+        options("shift_requests"),
         context,
         outcomes,
         counts,
-        max_quarantined=int(max_quarantine_share * extracted_requests),
+        samples,
+        excluded_parts,
+        max_quarantine_share,
+        max_source_lag_days,
     )
-    lost = requests[quarantined]
-    requests = _without_raw(requests)
-    if quarantined.any():
-        requests = requests[~quarantined]
-    del quarantined
+    q = requests.quarantine
     quarantines.append(q)
-    counts["shift_requests"] = _count(extracted_requests, requests, q, excluded_requests)
+    extracted_requests = counts["shift_requests"]["extracted"]
     share = len(q) / extracted_requests if extracted_requests else 0.0
     if share > max_quarantine_share:
         top = q["rule"].value_counts()
@@ -401,9 +430,9 @@ def validate_extract(
             counts,
         )
     impact = demand_impact.assess(
-        requests,
-        lost,
-        excluded_requests,
+        requests.used_stats,
+        requests.lost,
+        requests.excluded,
         all_facilities,
         facilities,
         extract.as_of,
@@ -412,8 +441,9 @@ def validate_extract(
         late_cancellation_hours,
         impact_window_days,
         history_days,
+        excluded_lost=requests.excluded_lost,
     )
-    del lost, excluded_requests
+    requests.lost = requests.excluded = requests.excluded_lost = pd.DataFrame()
     limit = max_quarantine_share if max_region_loss_share is None else max_region_loss_share
     worst = demand_impact.region_loss_stop(impact.impact, limit)
     if worst is not None:
@@ -435,16 +465,7 @@ def validate_extract(
             counts,
             impact=impact.impact,
         )
-    _check_history_demand(
-        requests,
-        zones,
-        extract,
-        history_days,
-        late_cancellation_hours,
-        outcomes,
-        counts,
-        impact.impact,
-    )
+    _check_history_demand(requests.demand, extract, history_days, outcomes, counts, impact.impact)
 
     nurses = parsing.parse_nurses(
         _whole(raw.pop("nurses"), samples, "nurses"), options=options("nurses")
@@ -455,36 +476,17 @@ def validate_extract(
     nurses, q = _apply("nurses", nurses, suites.nurse_rules(), context, outcomes, counts)
     quarantines.append(q)
     counts["nurses"] = _count(n_nurses, nurses, q, excluded)
-
-    offers = _parse_in_chunks(
-        raw.pop("shift_offers"),
-        samples,
-        "shift_offers",
-        parsing.parse_shift_offers,
-        agency_timezone,
-        options=options("shift_offers"),
-    )
-    offers = offers[~(offers["offered_at"] >= extract.as_of_utc)]
-    offers, excluded = _set_aside("shift_offers", offers, excluded_parts)
-    n_offers = len(offers) + len(excluded)
-    if len(offers):
-        offers, q = _apply(
-            "shift_offers", offers, suites.shift_offer_rules(), context, outcomes, counts
-        )
-        quarantines.append(q)
-    else:
-        q = pd.DataFrame(columns=QUARANTINE_COLUMNS)
-    counts["shift_offers"] = _count(n_offers, offers, q, excluded)
+    outcomes += offer_outcomes
+    counts.update(offer_counts)
+    quarantines.append(offers.quarantine)
 
     quarantine = pd.concat(
         [x for x in quarantines if len(x)] or [quarantines[0]], ignore_index=True
-    )
-    tables = {
-        "facilities": _without_raw(facilities),
-        "shift_requests": requests,
-        "nurses": _without_raw(nurses),
-        "shift_offers": _without_raw(offers),
-    }
+    ).drop(columns="_row", errors="ignore")
+    tables = {"facilities": _without_raw(facilities), "nurses": _without_raw(nurses)}
+    if keep_rows:
+        tables["shift_requests"] = requests.kept_rows()
+        tables["shift_offers"] = offers.kept
     for name, c in counts.items():
         logger.info(
             "%s: %d extracted, %d used, %d quarantined, %d excluded",
@@ -499,7 +501,414 @@ def validate_extract(
         if excluded_parts
         else pd.DataFrame(columns=EXCLUDED_COLUMNS)
     )
-    return ValidationResult(tables, quarantine, counts, outcomes, impact, excluded_summary, samples)
+    return ValidationResult(
+        tables,
+        quarantine,
+        counts,
+        outcomes,
+        impact,
+        excluded_summary,
+        samples,
+        demand=requests.demand,
+        offers=requests.offer_facts(offers.window),
+    )
+
+
+@dataclass
+class _Offers:
+    """What the offers pass keeps: quarantine entries, the used offers of the acceptance window
+    (``_key`` of their request, ``response``, ``offered_at``), and every used row on request."""
+
+    quarantine: pd.DataFrame
+    window: pd.DataFrame
+    kept: pd.DataFrame
+
+
+def _validate_offers(
+    table: RawTable,
+    options: parsing.ParseOptions,
+    extract: SourceExtract,
+    agency_timezone: str,
+    window_start: pd.Timestamp | None,
+    context: Any,
+    outcomes: list[RuleOutcome],
+    counts: dict[str, dict[str, int]],
+    samples: dict[str, dict[str, list[str]]],
+    excluded_parts: list[pd.DataFrame],
+    keep_rows: bool,
+) -> _Offers:
+    """shift_offers chunk by chunk (their rules read no other table). Only the used offers made
+    since ``window_start`` (all, when None) are kept, as a request key and a response: what the
+    acceptance estimates need once the requests are read."""
+    rules = suites.shift_offer_rules()
+    extracted = used = excluded_rows = 0
+    chunk_outcomes: list[list[RuleOutcome]] = []
+    quarantine, window, kept = [], [], []
+    offset = 0
+    for chunk in _slices(table):
+        if offset == 0:
+            _keep_samples(samples, "shift_offers", chunk)
+        part = parsing.parse_shift_offers(chunk, agency_timezone, offset, options=options)
+        offset += len(chunk)
+        part = part[~(part["offered_at"] >= extract.as_of_utc).to_numpy()]
+        part, excluded = _set_aside("shift_offers", part, excluded_parts)
+        extracted += len(part) + len(excluded)
+        excluded_rows += len(excluded)
+        if part.empty:
+            continue
+        found: list[RuleOutcome] = []
+        chunk_outcomes.append(found)
+        part, q = _apply("shift_offers", part, rules, context, found, counts)
+        quarantine.append(q)
+        used += len(part)
+        recent = part if window_start is None else part[part["offered_at"] >= window_start]
+        window.append(
+            pd.DataFrame(
+                {
+                    "_key": parsing.key_hashes(recent["request_id"]),
+                    "response": pd.Categorical(recent["response"]),
+                    "offered_at": recent["offered_at"].array,
+                }
+            )
+        )
+        if keep_rows:
+            kept.append(_without_raw(part))
+    outcomes += _merge_outcomes(chunk_outcomes, rules)
+    entries = pd.concat(quarantine, ignore_index=True) if quarantine else _no_quarantine()
+    counts["shift_offers"] = {
+        "extracted": extracted,
+        "used": used,
+        "quarantined": len(entries),
+        "excluded": excluded_rows,
+    }
+    return _Offers(
+        entries,
+        _concat_categories(window)
+        if window
+        else pd.DataFrame({"_key": np.zeros(0, np.uint64), "response": [], "offered_at": []}),
+        _concat_categories(kept) if kept else pd.DataFrame(),
+    )
+
+
+class _RequestPass:
+    """shift_requests, chunk by chunk, in bounded memory.
+
+    A first pass reads the request ids alone and keeps the hashes of those that occur more than
+    once (8 bytes a row while it runs, then only the repeated ones). The second pass parses each
+    chunk, sets aside the rows whose id repeats (checked together at the end, so that
+    ``request_id_unique`` keeps its meaning across chunks), cuts at as_of, runs the row rules and
+    keeps only: quarantine entries, the quarantined and excluded rows (for their demand impact),
+    the daily demand per series (:class:`models.demand.DailyCounts`), the impact's statistics
+    of used requests (:class:`data_contracts.impact.UsedStats`), the context of the requests
+    that offers name, and the row with the newest requested_at (the batch rules run on it at the
+    end: there is at least one row, and the newest is recent enough).
+    """
+
+    def __init__(
+        self,
+        extract: SourceExtract,
+        agency_timezone: str,
+        facilities: pd.DataFrame,
+        all_facilities: pd.DataFrame,
+        known_facilities: list[str],
+        recent_days: int,
+        late_cancellation_hours: float,
+        impact_window_days: int,
+        history_days: int,
+        offer_keys: np.ndarray,
+        keep_rows: bool,
+    ) -> None:
+        self.extract = extract
+        self.agency_timezone = agency_timezone
+        self.zones = facilities.set_index("facility_id")["timezone"]
+        rules = suites.shift_request_rules(
+            sorted(facilities["facility_id"].dropna()),
+            extract.as_of_utc,
+            recent_days,
+            known_facilities,
+        )
+        self.rules = rules
+        self.row_rules = [r for r in rules if r.level == "row"]
+        self.batch_rules = [r for r in rules if r.level == "batch"]
+        self.demand = DailyCounts(
+            pd.Index(facilities["facility_id"].dropna().astype(str)),
+            suites.ROLES,
+            self.zones,
+            extract.as_of,
+            extract.as_of_utc,
+            history_days,
+            late_cancellation_hours,
+        )
+        self.all_zones = demand_impact.zones_of(all_facilities, agency_timezone)
+        self.used_stats = demand_impact.UsedStats(
+            self.all_zones,
+            extract.as_of,
+            extract.as_of_utc,
+            late_cancellation_hours,
+            impact_window_days,
+        )
+        self.offer_keys = offer_keys
+        self.keep_rows = keep_rows
+        self.lost = pd.DataFrame()
+        self.excluded = pd.DataFrame()
+        self.excluded_lost = pd.DataFrame()
+        self.quarantine = _no_quarantine()
+        self._lost: list[pd.DataFrame] = []
+        self._excluded: list[pd.DataFrame] = []
+        self._excluded_lost = pd.DataFrame()
+        self._quarantine: list[pd.DataFrame] = []
+        self._context: list[pd.DataFrame] = []
+        self._kept: list[pd.DataFrame] = []
+        self._outcomes: list[list[RuleOutcome]] = []
+        self._failed: dict[str, int] = {}
+        self._newest: pd.DataFrame | None = None
+        self._empty: pd.DataFrame | None = None
+        self.extracted = self.in_scope = self.used = self.excluded_rows = 0
+
+    def run(
+        self,
+        table: RawTable,
+        options: parsing.ParseOptions,
+        context: Any,
+        outcomes: list[RuleOutcome],
+        counts: dict[str, dict[str, int]],
+        samples: dict[str, dict[str, list[str]]],
+        excluded_parts: list[pd.DataFrame],
+        max_quarantine_share: float,
+        max_source_lag_days: float | None,
+    ) -> None:
+        """Both passes; raises :class:`ValidationFailed` as the rules say."""
+        repeated, rows_read = _repeated_keys(table, "request_id", options)
+        limit = int(max_quarantine_share * rows_read)
+        held: list[pd.DataFrame] = []
+        offset = 0
+        for chunk in _slices(table):
+            if offset == 0:
+                _keep_samples(samples, "shift_requests", chunk)
+            part = parsing.parse_shift_requests(
+                chunk, self.zones, self.agency_timezone, offset, options=options
+            )
+            offset += len(chunk)
+            raw_text = [
+                c for c in part.columns if c.startswith("_raw_") and part[c].dtype != object
+            ]
+            part = part.astype(dict.fromkeys(raw_text, "category")) if raw_text else part
+            part["_key"] = parsing.key_hashes(part["request_id"])
+            repeats = _member(part["_key"].to_numpy(), repeated)
+            if repeats.any():
+                held.append(part[repeats])
+                part = part[~repeats]
+            part["_duplicate"] = pd.Categorical.from_codes(
+                np.zeros(len(part), dtype=np.int8), categories=["no"]
+            )
+            self._take(part, context, counts, excluded_parts, limit, rows_read)
+            if offset and offset % 10_000_000 < len(chunk):
+                logger.info("shift_requests: %d rows checked", offset)
+        if held:
+            copies = _concat_categories(held)
+            copies["_duplicate"] = parsing.duplicate_kind(
+                copies,
+                "request_id",
+                ignore=(
+                    "_row",
+                    "_key",
+                    "_hours_requested_after_start",
+                    *[c for c in copies.columns if c.startswith("_raw_") or c == "_excluded"],
+                ),
+            )
+            self._take(copies, context, counts, excluded_parts, limit, rows_read)
+        counts["shift_requests"] = {
+            "extracted": self.extracted,
+            "used": self.used,
+            "quarantined": sum(len(q) for q in self._quarantine),
+            "excluded": self.excluded_rows,
+        }
+        if max_source_lag_days is not None and self._newest is not None:
+            _check_freshness(self._newest["requested_at"], self.extract, max_source_lag_days)
+        found: list[RuleOutcome] = []
+        newest = self._newest if self._newest is not None else self._empty
+        if newest is not None and self.in_scope == 0:
+            newest = newest.iloc[0:0]
+        if newest is not None:
+            _check("shift_requests", newest, self.batch_rules, context, found, counts)
+        outcomes += _merge_outcomes([*self._outcomes, found], self.rules)
+        quarantine = [q for q in self._quarantine if len(q)]
+        self.quarantine = (
+            pd.concat(quarantine, ignore_index=True).sort_values("_row", ignore_index=True)
+            if quarantine
+            else _no_quarantine()
+        )
+        self.lost = _concat_or_empty(self._lost)
+        self.excluded = _concat_or_empty(self._excluded)
+        self.excluded_lost = self._excluded_lost
+        self._lost, self._excluded = [], []
+
+    def _take(
+        self,
+        part: pd.DataFrame,
+        context: Any,
+        counts: dict[str, dict[str, int]],
+        excluded_parts: list[pd.DataFrame],
+        limit: int,
+        rows_read: int,
+    ) -> None:
+        """One chunk of parsed rows (with ``_duplicate``)."""
+        if self._empty is None:
+            self._empty = part.iloc[0:0].drop(columns=["_excluded"])
+        existed = ~(part["requested_at"] >= self.extract.as_of_utc).to_numpy()
+        self.extracted += int(existed.sum())
+        excluded_mask = _excluded_mask(part)
+        excluded = part[existed & excluded_mask].drop(columns=["_excluded"])
+        if len(excluded):
+            _summarise_excluded("shift_requests", excluded, excluded_parts)
+            summary, rest = demand_impact.excluded_losses(
+                _slim(excluded),
+                self.all_zones,
+                self.extract.as_of_utc,
+                self.demand.late_cancellation_hours,
+            )
+            self._excluded_lost = demand_impact.combine_losses([self._excluded_lost, summary])
+            if len(rest):
+                self._excluded.append(rest)
+            self.excluded_rows += len(excluded)
+        rows = part[existed & ~excluded_mask].drop(columns=["_excluded"])
+        if rows.empty:
+            return
+        self.in_scope += len(rows)
+        self._keep_newest(rows)
+        found: list[RuleOutcome] = []
+        self._outcomes.append(found)
+        quarantined, q = _check(
+            "shift_requests",
+            rows,
+            self.row_rules,
+            context,
+            found,
+            counts,
+            max_quarantined=limit,
+            seen=self._failed,
+            of_rows=rows_read,
+        )
+        for outcome in found:
+            self._failed[outcome.rule] = self._failed.get(outcome.rule, 0) + outcome.failed_rows
+        self._quarantine.append(q)
+        if quarantined.any():
+            self._lost.append(_slim(rows[quarantined]))
+            rows = rows[~quarantined]
+        used = _without_raw(rows)
+        self.used += len(used)
+        self.demand.add(used)
+        self.used_stats.add(used)
+        offered = _member(used["_key"].to_numpy(), self.offer_keys)
+        if offered.any():
+            self._context.append(used.loc[offered, ["_key", "facility_id", "role", "shift_start"]])
+        if self.keep_rows:
+            self._kept.append(used.drop(columns=["_key"]))
+
+    def _keep_newest(self, rows: pd.DataFrame) -> None:
+        """Keep the in-scope row with the newest requested_at (the batch rules' one row)."""
+        stamps = rows["requested_at"]
+        if stamps.notna().any():
+            best = rows.loc[[stamps.idxmax()]]
+            if self._newest is None or not (
+                self._newest["requested_at"].iloc[0] >= best["requested_at"].iloc[0]
+            ):
+                self._newest = _without_raw(best)
+        elif self._newest is None:
+            self._newest = _without_raw(rows.iloc[:1])
+
+    def kept_rows(self) -> pd.DataFrame:
+        """Every used row, in source order (only with ``keep_rows``)."""
+        if not self._kept:
+            return pd.DataFrame()
+        return _concat_categories(self._kept).sort_values("_row", ignore_index=True)
+
+    def offer_facts(self, window: pd.DataFrame) -> pd.DataFrame:
+        """The acceptance window's used offers joined to their used request: ``facility_id,
+        role, shift_start, response, offered_at``. Offers of a request that was not used
+        (quarantined, or not in the extract) cannot be placed and are left out."""
+        columns = ["facility_id", "role", "shift_start", "response", "offered_at"]
+        if not self._context or window.empty:
+            return pd.DataFrame(columns=columns)
+        requests = _concat_categories(self._context).drop_duplicates("_key")
+        self._context = []
+        facts = window.merge(requests, on="_key", how="inner")[columns]
+        # Categories: a million offers in a few bytes each, not a Python string per value.
+        return facts.astype({c: "category" for c in ("facility_id", "role", "response")})
+
+
+def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Which ``keys`` are in the sorted, unique ``sorted_keys`` (0, a missing id, never is)."""
+    if len(sorted_keys) == 0 or len(keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return (sorted_keys[at] == keys) & (keys != 0)
+
+
+def _repeated_keys(
+    table: RawTable, column: str, options: parsing.ParseOptions
+) -> tuple[np.ndarray, int]:
+    """(sorted hashes of the ids in ``column`` that occur more than once, rows read): the first
+    pass of :class:`_RequestPass`, reading that one column."""
+    narrow = table.narrowed((column,)) if isinstance(table, StreamedTable) else table[[column]]
+    parts = [
+        parsing.key_hashes(parsing.key_text(chunk, column, options)) for chunk in _slices(narrow)
+    ]
+    if not parts:
+        return np.zeros(0, dtype=np.uint64), 0
+    hashes = np.concatenate(parts)
+    del parts
+    hashes.sort()
+    rows = len(hashes)
+    hashes = hashes[hashes != 0]
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    return repeated, rows
+
+
+def _slices(table: RawTable) -> Iterator[pd.DataFrame]:
+    """A raw table's chunks; a table already in memory (a file) is cut into slices of
+    ``_CHUNK_ROWS``, so the frames derived from it stay small."""
+    for chunk in table_chunks(table):
+        if len(chunk) <= _CHUNK_ROWS:
+            yield chunk
+            continue
+        for start in range(0, len(chunk), _CHUNK_ROWS):
+            yield chunk.iloc[start : start + _CHUNK_ROWS]
+
+
+def _slim(rows: pd.DataFrame) -> pd.DataFrame:
+    """Parsed request rows kept for their demand impact: no source text, no derived checks."""
+    return _without_raw(rows).drop(
+        columns=[c for c in ("_key", "_hours_requested_after_start") if c in rows.columns]
+    )
+
+
+def _concat_or_empty(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    return _concat_categories(parts) if parts else pd.DataFrame()
+
+
+def _no_quarantine() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*QUARANTINE_COLUMNS, "_row"])
+
+
+def _merge_outcomes(parts: list[list[RuleOutcome]], rules: list[Rule]) -> list[RuleOutcome]:
+    """One outcome per rule over every chunk: failed rows summed, the first example kept, in
+    the suite's order."""
+    merged: dict[str, RuleOutcome] = {}
+    for outcomes in parts:
+        for o in outcomes:
+            before = merged.get(o.rule)
+            if before is None:
+                merged[o.rule] = o
+            else:
+                merged[o.rule] = replace(
+                    before,
+                    failed_rows=before.failed_rows + o.failed_rows,
+                    example=before.example or o.example,
+                )
+    order = {rule.name: i for i, rule in enumerate(rules)}
+    return sorted(merged.values(), key=lambda o: order.get(o.rule, len(order)))
 
 
 def _check_freshness(requested_at: pd.Series, extract: SourceExtract, lag_days: float) -> None:
@@ -521,11 +930,9 @@ def _check_freshness(requested_at: pd.Series, extract: SourceExtract, lag_days: 
 
 
 def _check_history_demand(
-    requests: pd.DataFrame,
-    zones: pd.Series,
+    demand: DailyCounts,
     extract: SourceExtract,
     history_days: int,
-    late_cancellation_hours: float,
     outcomes: list[RuleOutcome],
     counts: dict[str, dict[str, int]],
     impact: pd.DataFrame,
@@ -534,35 +941,20 @@ def _check_history_demand(
     ``history_days`` before as_of: every one was cancelled a day ahead, or is for as_of or later.
 
     Forecasts start from each facility and role's daily demand in that window
-    (:func:`models.demand.daily_demand`, same definition); with none there is no series to
-    forecast and no pool to size, so the run stops here instead of failing later. ``zones`` is
-    facility_id -> IANA zone of the usable facilities; ``requests`` are the used rows.
+    (:class:`models.demand.DailyCounts`, counted as the requests were read); with none there is
+    no series to forecast and no pool to size, so the run stops here instead of failing later.
     """
-    first_day = pd.Timestamp(extract.as_of - timedelta(days=history_days))
-    as_of_day = pd.Timestamp(extract.as_of)
-    # Cheap first: a request not cancelled whose shift starts a day inside the window (in UTC)
-    # counts in any zone; millions of rows are not converted to local dates for nothing.
-    day = pd.Timedelta(days=1)
-    start = requests["shift_start"]
-    inner = (start >= first_day.tz_localize("UTC") + day) & (
-        start < as_of_day.tz_localize("UTC") - day
-    )
-    if (inner & requests["status"].ne("cancelled")).any():
-        return
-    frame = requests.assign(timezone=requests["facility_id"].map(zones))
-    early = early_cancellation(frame, extract.as_of_utc, late_cancellation_hours)
-    dates = counted_requests(frame, extract.as_of_utc, late_cancellation_hours)["date"]
-    if ((dates >= first_day) & (dates < as_of_day)).any():
+    if demand.any_demand():
         return
     raise ValidationFailed(
         f"Source table 'shift_requests' broke the batch rule 'history_demand': none of its "
-        f"{len(requests)} used requests counts as demand on a day of the {history_days} days "
-        f"before as_of {extract.as_of} (cancelled {late_cancellation_hours:g} hours or more "
-        f"before the shift: {int(early.sum())}; shifts on or after as_of: "
-        f"{int((dates >= as_of_day).sum())}; shifts before those days: "
-        f"{int((dates < first_day).sum())}). Forecasts start from each facility's past demand, "
-        "so there is nothing to plan from: check that the source holds the past requests with "
-        "their statuses, or run for a later as_of. Nothing was published.",
+        f"{demand.requests} used requests counts as demand on a day of the {history_days} days "
+        f"before as_of {extract.as_of} (cancelled {demand.late_cancellation_hours:g} hours or "
+        f"more before the shift: {demand.early_cancelled}; shifts on or after as_of: "
+        f"{demand.after}; shifts before those days: {demand.before}). Forecasts start from "
+        "each facility's past demand, so there is nothing to plan from: check that the source "
+        "holds the past requests with their statuses, or run for a later as_of. Nothing was "
+        "published.",
         outcomes,
         counts,
         impact=impact,
@@ -574,9 +966,12 @@ def _without_raw(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=[c for c in frame.columns if c.startswith("_raw_")])
 
 
-def validate_with_settings(extract: SourceExtract, settings: Settings) -> ValidationResult:
+def validate_with_settings(
+    extract: SourceExtract, settings: Settings, keep_rows: bool = False
+) -> ValidationResult:
     """:func:`validate_extract` with the thresholds of ``settings`` (the weekly run's and
-    ``staffcast validate``'s one call)."""
+    ``staffcast validate``'s one call); used request and offer rows are kept only with
+    ``keep_rows``."""
     return validate_extract(
         extract,
         settings.agency_timezone,
@@ -587,6 +982,8 @@ def validate_with_settings(extract: SourceExtract, settings: Settings) -> Valida
         history_days=settings.history_days,
         max_region_loss_share=settings.max_region_loss_share,
         max_source_lag_days=settings.max_source_lag_days,
+        offer_window_days=settings.acceptance_lookback_days,
+        keep_rows=keep_rows,
     )
 
 
@@ -641,29 +1038,6 @@ def _whole(table: RawTable, samples: dict[str, dict[str, list[str]]], name: str)
     if chunks:
         _keep_samples(samples, name, chunks[0])
     return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
-
-
-def _parse_in_chunks(
-    table: RawTable,
-    samples: dict[str, dict[str, list[str]]],
-    name: str,
-    parse: Callable[..., pd.DataFrame],
-    *args: Any,
-    **kwargs: Any,
-) -> pd.DataFrame:
-    """Parse a raw table chunk by chunk, so its text never sits in memory all at once."""
-    parts, offset = [], 0
-    for chunk in table_chunks(table):
-        if offset == 0:
-            _keep_samples(samples, name, chunk)
-        part = parse(chunk, *args, row_offset=offset, **kwargs)
-        # The source's text of unparsed values is almost always missing: as a category it
-        # costs a byte or two a row instead of a string's eight. (Columns of objects carry
-        # parsing's hinted values, which a category would turn back into plain text.)
-        raw = [c for c in part.columns if c.startswith("_raw_") and part[c].dtype != object]
-        parts.append(part.astype(dict.fromkeys(raw, "category")) if raw else part)
-        offset += len(chunk)
-    return parts[0] if len(parts) == 1 else _concat_categories(parts)
 
 
 def _concat_categories(parts: list[pd.DataFrame]) -> pd.DataFrame:

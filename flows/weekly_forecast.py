@@ -2,7 +2,9 @@
 
 Deployed by prefect.yaml (Mondays 05:00 America/Chicago); ``staffcast run`` calls it directly.
 Tasks are thin and typed; the work lives in staffcast.source, data_contracts, models and
-reports. Forecast tasks each take a batch of series (``series_per_task``), never one series.
+reports. Forecast tasks each take a batch of series (``series_per_task``), never one series;
+they run in the run's worker processes or, with ``dask_address`` or ``dask_workers`` set, on a
+Dask cluster (staffcast.dask_cluster), where nothing but the batches goes.
 
 The source is a database URL or a folder of CSV/Parquet files (``staffcast.source_files``). The
 validation summary goes to a markdown artifact (key ``data-quality``) on every run and to the
@@ -12,38 +14,38 @@ stops the run.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
+import gc
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
-from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.exceptions import TerminationSignal
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
 
 from data_contracts.summary import impact_markdown, markdown_summary, summary_frame
-from data_contracts.validate import ValidationResult, validate_with_settings
+from flows.run_progress import RunProgress
 from models import demand as demand_model
 from models.calendar import HolidayCalendar
 from models.forecasting import (
@@ -74,6 +76,7 @@ from reports.reporting_db import preflight, refused
 from reports.schema import reporting_engine
 from reports.targets_csv import TARGET_COLUMNS, targets_csv_path, write_targets_csv
 from staffcast import __version__
+from staffcast.dask_cluster import check_engine, dask_task_runner, release
 from staffcast.die_with_parent import die_with_parent
 from staffcast.errors import RunInProgress, SourceUnavailable, StaffcastError, ValidationFailed
 from staffcast.mapping import SourceMapping, load_mapping
@@ -82,22 +85,13 @@ from staffcast.run_control import CANCELLATION, Heartbeat, RunCancelled, wait_un
 from staffcast.settings import Settings
 from staffcast.source import SourceExtract, redact_url
 
-T = TypeVar("T")
+if TYPE_CHECKING:  # Great Expectations is imported by the validate task: Dask workers skip it
+    from data_contracts.validate import ValidationResult
+
 TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 HISTORY_DAYS = 371
 """Days of observed demand each run publishes (``demand_history``): a year and a week, so the
 report can draw the same period last year (364 days back, same weekdays) beside the forecast."""
-
-# Share of a run's progress artifact each stage completes (the forecast dominates the time).
-_STAGE_WEIGHTS = {
-    "extract": 0.05,
-    "validate": 0.05,
-    "demand": 0.05,
-    "forecast": 0.6,
-    "regional": 0.1,
-    "plan": 0.1,
-    "publish": 0.05,
-}
 
 
 @dataclass(frozen=True)
@@ -149,6 +143,8 @@ def extract(
 @task(**TASK_OPTIONS)
 def validate(source: SourceExtract, settings: Settings) -> ValidationResult:
     """Run the data contracts; stops the run on batch-level failures."""
+    from data_contracts.validate import validate_with_settings
+
     result = validate_with_settings(source, settings)
     extracted, used, quarantined = result.rows("shift_requests")
     logger = get_run_logger()
@@ -170,13 +166,11 @@ def build_demand(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Daily demand history per facility and role, and requests booked for later days;
     quarantined requests whose facility and date are known are put back (impute_lost_demand)."""
-    return demand_model.daily_demand(
-        validated.tables["shift_requests"],
+    assert validated.demand is not None  # counted as validation read the requests
+    return demand_model.demand_from_counts(
+        validated.demand,
         validated.tables["facilities"],
         source.as_of,
-        source.as_of_utc,
-        settings.history_days,
-        settings.late_cancellation_hours,
         imputed=validated.impact.imputed if settings.impute_lost_demand else None,
     )
 
@@ -193,7 +187,8 @@ def forecast_batch(
 
     With ``processes`` the work runs in one of its worker processes: the flow's tasks run in
     threads, which Python's interpreter lock keeps on one core; the task run itself (state,
-    retries, logs) stays in the flow.
+    retries, logs) stays in the flow. On a Dask cluster (staffcast.dask_cluster) the whole task
+    run is on a Dask worker, which records it in the run's Prefect API.
     """
     if processes is None:
         return forecast_many(history, horizon, config=config, start=start)
@@ -225,6 +220,32 @@ def _forecast_processes(workers: int, batches: int) -> Iterator[Executor | None]
         raise
     else:
         pool.shutdown(wait=True)
+
+
+@contextmanager
+def _forecast_runner(
+    settings: Settings, batches: int
+) -> Iterator[tuple[TaskRunner[Any], Executor | None]]:
+    """Where the forecast batches run, each a task run of :func:`forecast_batch`: on the Dask
+    cluster the settings name (dask_address or dask_workers; staffcast.dask_cluster), else on
+    the flow's own task runner with the run's pool of worker processes (forecast_workers)."""
+    if settings.dask_address or settings.dask_workers:
+        with dask_task_runner(settings.dask_address, settings.dask_workers) as runner:
+            yield runner, None
+        return
+    context = FlowRunContext.get()
+    if context is None:
+        raise RuntimeError("The forecast batches run inside the weekly flow run.")
+    with _forecast_processes(settings.forecast_workers, batches) as processes:
+        yield context.task_runner, processes
+
+
+def _release_free_memory() -> None:
+    """Hand memory freed by Python back to the operating system (glibc keeps freed pages of
+    large frames for reuse, so a stage's peak would stay the run's resident size)."""
+    gc.collect()  # frames in reference cycles (GX's validators) go now, not at some later time
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -295,7 +316,11 @@ def plan(
 ) -> StaffingPlan:
     """On-call pools, recruiting targets and holiday coverage: 'base', then each scenario."""
     plans = [
-        build_plan(simulation, validated.tables, _plan_inputs(as_of, settings, calendar, scenario))
+        build_plan(
+            simulation,
+            {**validated.tables, "offers": validated.offers},
+            _plan_inputs(as_of, settings, calendar, scenario),
+        )
         for scenario in (None, *scenarios)
     ]
     first = plans[0]
@@ -398,60 +423,19 @@ def publish(
         engine.dispose()
 
 
-def _peak_rss_mb(reset: bool = False) -> float | None:
-    """Peak resident memory of this process (MB) since the last reset; None off Linux."""
-    try:
-        if reset:
-            Path("/proc/self/clear_refs").write_text("5")
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-class _Stages:
-    """A run's stages: wall seconds and peak memory of each, and the progress artifact
-    (key ``weekly-forecast-progress``) that moves as stages, and forecast batches, finish."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, dict[str, float | None]] = {}
-        self.done = 0.0
-        self.current = ""
-        # Called from sync code, Prefect's sync-compatible function returns the id itself.
-        self.artifact_id = cast(
-            UUID,
-            create_progress_artifact(
-                0.0, key="weekly-forecast-progress", description="Weekly run: starting"
-            ),
-        )
-
-    def run(self, name: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run one stage, recording its wall seconds and the process's peak memory during it."""
-        _peak_rss_mb(reset=True)
-        started = time.perf_counter()
-        self.current = name
-        CANCELLATION.check()
-        result = fn(*args)
-        CANCELLATION.check()
-        self.current = ""
-        peak = _peak_rss_mb()
-        self.timings[name] = {
-            "seconds": round(time.perf_counter() - started, 3),
-            "peak_rss_mb": round(peak, 1) if peak is not None else None,
-        }
-        get_run_logger().info("Stage %s: %s", name, self.timings[name])
-        self.done += _STAGE_WEIGHTS.get(name, 0.0)
-        self.progress(self.done, f"Weekly run: {name} done")
-        return result
-
-    def within(self, name: str, share: float, description: str) -> None:
-        """Part ``share`` (0-1) of stage ``name`` is done."""
-        self.progress(self.done + _STAGE_WEIGHTS.get(name, 0.0) * share, description)
-
-    def progress(self, progress: float, description: str) -> None:
-        update_progress_artifact(self.artifact_id, round(100 * min(progress, 1.0), 1), description)
+def series_batches(history: pd.DataFrame, series_per_task: int) -> list[pd.DataFrame]:
+    """The forecast batches: ``series_per_task`` series each, in order of first appearance,
+    with only the columns the engine reads (``series_id, date, demand``), which are all that
+    travels to worker processes or a Dask cluster. A series' model choice is pooled with its
+    batch (models.forecasting._select), so every engine gets the same batches."""
+    ids = history["series_id"].unique()
+    return [
+        history.loc[
+            history["series_id"].isin(ids[i : i + series_per_task]),
+            ["series_id", "date", "demand"],
+        ]
+        for i in range(0, len(ids), series_per_task)
+    ]
 
 
 def _forecast_all(
@@ -461,29 +445,30 @@ def _forecast_all(
     as_of: date,
     settings: Settings,
     config: EngineConfig,
-    stages: _Stages,
+    stages: RunProgress,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Forecast every series in batches; closed facilities get zero after their last day.
 
     Returns the forecast, the backtest scores (model_evaluation) and the backtest errors.
     """
-    ids = history["series_id"].unique()
-    batches = [
-        history[history["series_id"].isin(ids[i : i + settings.series_per_task])]
-        for i in range(0, len(ids), settings.series_per_task)
-    ]
-    start = pd.Timestamp(as_of)
-    with _forecast_processes(settings.forecast_workers, len(batches)) as processes:
-        futures = list(
-            forecast_batch.map(batches, settings.horizon_days, config, start, unmapped(processes))
-        )
+    batches = series_batches(history, settings.series_per_task)
+    parameters = {"horizon": settings.horizon_days, "config": config, "start": pd.Timestamp(as_of)}
+    with _forecast_runner(settings, len(batches)) as (runner, processes):
+        futures = [
+            runner.submit(forecast_batch, {"history": b, **parameters, "processes": processes})
+            for b in batches
+        ]
+        position = {future: i for i, future in enumerate(futures)}
+        finished: dict[int, EngineResult] = {}
         for done, future in enumerate(as_completed(futures), start=1):
             CANCELLATION.check()
-            future.result()  # raise a failed batch's error now
+            finished[position[future]] = future.result()  # a failed batch's error is raised now
+            release(future)
             stages.within(
                 "forecast", done / len(futures), f"Forecast: {done} of {len(futures)} batches"
             )
-        results: list[EngineResult] = [future.result() for future in futures]
+    # In the order submitted, whichever finished first: every engine publishes the same numbers.
+    results = [finished[i] for i in range(len(batches))]
     forecast = pd.concat([r.forecast for r in results], ignore_index=True)
     evaluation = pd.concat([r.evaluation for r in results], ignore_index=True)
     backtest_errors = pd.concat([r.backtest_errors for r in results], ignore_index=True)
@@ -566,6 +551,7 @@ def _cancellable() -> Iterator[None]:
 def _weekly_run(settings: Settings, as_of: date | None) -> RunSummary:
     what_ifs = _parse_scenarios(settings.scenarios)
     _check_region_staffing(settings)
+    check_engine(settings.dask_address, settings.dask_workers)
     config = engine_config(settings)  # a bad holiday or model setting stops before any work
     mapping = load_mapping(settings.source_mapping) if settings.source_mapping else None
     as_of = as_of or today_in(settings.agency_timezone)
@@ -574,7 +560,7 @@ def _weekly_run(settings: Settings, as_of: date | None) -> RunSummary:
     src_url, rep_url = settings.resolved_source_url, settings.resolved_reporting_url
 
     engine = reporting_engine(rep_url)
-    stages = _Stages()
+    stages = RunProgress(bar=settings.progress_bar)
     started: list[str] = []  # the run_id, once the run is recorded
     beat: Heartbeat | None = None
     try:
@@ -596,6 +582,7 @@ def _weekly_run(settings: Settings, as_of: date | None) -> RunSummary:
             extract_with_retries = functools.partial(extract, src_url, as_of, settings, mapping)
             source = stages.run("extract", extract_with_retries)
             validated = stages.run("validate", validate, source, settings)
+            _release_free_memory()  # the chunks' frames are gone; give their pages back
             _data_quality_artifact(
                 markdown_summary(
                     validated.outcomes, validated.counts, quarantine=validated.quarantine
@@ -757,7 +744,7 @@ def _beat(engine: sa.Engine, run_id: str, prefect_run_id: str | None) -> bool:
     return state is not None and (state.is_cancelling() or state.is_cancelled())
 
 
-def _in_stage(stages: _Stages) -> str:
+def _in_stage(stages: RunProgress) -> str:
     return f" during stage {stages.current}" if stages.current else ""
 
 
@@ -767,7 +754,7 @@ def _ended(
     run_id: str,
     exc: BaseException,
     settings: Settings,
-    stages: _Stages,
+    stages: RunProgress,
 ) -> BaseException:
     """Record how the run ended (failed or cancelled) and return the error to raise.
 

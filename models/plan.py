@@ -128,36 +128,29 @@ class StaffingPlan:
 
 def offers_with_context(
     offers: pd.DataFrame,
-    requests: pd.DataFrame,
     facilities: pd.DataFrame,
     holidays: Mapping[date, str],
 ) -> pd.DataFrame:
-    """Offers joined to their request's role, region and whether its shift is on a holiday.
+    """Offers with their request's region and role and whether its shift is on a holiday.
 
-    Offers whose request is not among the used requests (quarantined, or older than the
-    extract) cannot be attributed to a region and role and are left out.
+    ``offers`` are the used offers already joined to their used request (``facility_id, role,
+    shift_start, response, offered_at``: ``ValidationResult.offers``); offers whose request was
+    not used (quarantined, or older than the extract) are not among them.
     """
     fac = facilities.set_index("facility_id")
-    req = requests[["request_id", "facility_id", "role", "shift_start"]].drop_duplicates(
-        "request_id"
-    )
-    # One hash join: per-row lookups of millions of Arrow strings are far slower.
-    frame = offers[["request_id", "response", "offered_at"]].merge(
-        req, on="request_id", how="inner"
-    )
-    facility = frame["facility_id"].astype(str)
+    facility = offers["facility_id"].astype(str)
     zones = facility.map(fac["timezone"])
-    local_day = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    local_day = pd.Series(pd.NaT, index=offers.index, dtype="datetime64[ns]")
     for tz, idx in zones.groupby(zones).groups.items():
-        starts = frame.loc[idx, "shift_start"]
+        starts = offers.loc[idx, "shift_start"]
         local_day[idx] = starts.dt.tz_convert(str(tz)).dt.tz_localize(None).dt.normalize()
     holiday_days = pd.DatetimeIndex(sorted(pd.Timestamp(d) for d in holidays))
     return pd.DataFrame(
         {
             "region": facility.map(fac["region"]),
-            "role": frame["role"].astype(str),
-            "response": frame["response"],
-            "offered_at": frame["offered_at"],
+            "role": offers["role"].astype(str),
+            "response": offers["response"],
+            "offered_at": offers["offered_at"],
             "is_holiday": local_day.isin(holiday_days),
         }
     )
@@ -170,7 +163,8 @@ def build_plan(
 ) -> StaffingPlan:
     """Pools per region, role and week; one recruiting target per region and role; holidays.
 
-    ``tables`` holds the validated facilities, shift_requests, nurses and shift_offers.
+    ``tables`` holds the validated facilities and nurses, and ``offers``: the used offers of
+    the acceptance window with their request (``ValidationResult.offers``).
     """
     as_of = inputs.as_of
     scenario = inputs.scenario
@@ -190,9 +184,7 @@ def build_plan(
 
     first_day = as_of - timedelta(days=max(inputs.acceptance_lookback_days, 400))
     holidays = inputs.calendar.days(first_day, sim.dates[-1].date())
-    offers = offers_with_context(
-        tables["shift_offers"], tables["shift_requests"], tables["facilities"], holidays
-    )
+    offers = offers_with_context(tables["offers"], tables["facilities"], holidays)
     lookback = pd.Timestamp(as_of - timedelta(days=inputs.acceptance_lookback_days), tz="UTC")
     offers = offers[offers["offered_at"] >= lookback]
     acceptance = acceptance_by_group(

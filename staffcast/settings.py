@@ -280,6 +280,14 @@ class Settings(BaseSettings):
             "PREFECT_API_URL is unset (seconds)."
         ),
     )
+    progress_bar: bool = Field(
+        True,
+        description=(
+            "Show a progress bar (batches done, time left) on the terminal while a run's "
+            "stages run, when a person is watching: stderr is a terminal, and neither CI nor "
+            "pytest. false: never. The Prefect progress artifact moves either way."
+        ),
+    )
     recent_days_required: int = Field(
         14,
         ge=1,
@@ -381,7 +389,28 @@ class Settings(BaseSettings):
         description=(
             "Processes that forecast batches in parallel: 0 is one per CPU core, 1 forecasts "
             "in the flow's own process. A run with one batch (under series_per_task series) "
-            "always uses its own process."
+            "always uses its own process. Not used when dask_address or dask_workers is set."
+        ),
+    )
+    dask_address: str | None = Field(
+        None,
+        description=(
+            "Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786) whose workers "
+            "forecast the batches, each batch a Prefect task run; extract, validation, planning "
+            "and publishing stay in the run's process, and only series histories (series_id, "
+            "date, demand) and their forecasts travel. The workers need this staffcast version "
+            "and its lock, and must reach the run's Prefect API (README, 'Running on a Dask "
+            "cluster'). Unset: no Dask cluster, unless dask_workers is set."
+        ),
+    )
+    dask_workers: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Worker processes (one thread each) of a Dask LocalCluster on this machine that the "
+            "run starts for its forecast batches and stops when they are done; 0: none. Not "
+            "together with dask_address. With both unset the batches run in forecast_workers "
+            "processes of the run's own."
         ),
     )
     holiday_country: str = Field("US", description="`holidays` country code for holidays.")

@@ -58,7 +58,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -152,6 +152,14 @@ class StreamedTable:
                 text = text.replace(str(password), "***")
             sqlite_file = self.database if self.driver == "sqlite" else None
             raise _read_failed(text[:400], exc, sqlite_file) from exc
+
+    def narrowed(self, columns: tuple[str, ...]) -> StreamedTable:
+        """The same rows with only ``columns`` (a cheap first pass over one column, such as the
+        request ids that cross-chunk rules need)."""
+        quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+        return replace(
+            self, sql=f'SELECT {quoted} FROM ({self.sql}) AS "_narrowed"', columns=columns
+        )
 
     def _sqlite(self) -> Iterator[pd.DataFrame]:
         import adbc_driver_sqlite.dbapi as adbc

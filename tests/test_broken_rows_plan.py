@@ -19,9 +19,8 @@ import sqlalchemy as sa
 
 from data_contracts.validate import validate_with_settings
 from flows.weekly_forecast import weekly_forecast
-from models.demand import daily_demand
+from models.demand import demand_from_counts
 from staffcast.settings import Settings
-from staffcast.source import as_of_instant
 from staffcast.source_files import open_source
 from tests.conftest import AS_OF
 
@@ -51,14 +50,8 @@ def test_five_percent_broken_rows_are_put_back_stored_and_warned_about(
     settings = Settings()
     extract = open_source(f"sqlite:///{small_agency.path}", AS_OF, settings.agency_timezone)
     clean = validate_with_settings(extract, settings)
-    clean_history, _ = daily_demand(
-        clean.tables["shift_requests"],
-        clean.tables["facilities"],
-        AS_OF,
-        as_of_instant(AS_OF, settings.agency_timezone),
-        settings.history_days,
-        settings.late_cancellation_hours,
-    )
+    assert clean.demand is not None  # counted as the requests were read
+    clean_history, _ = demand_from_counts(clean.demand, clean.tables["facilities"], AS_OF)
     regions = clean.tables["facilities"].set_index("facility_id")["region"]
     regions.index = regions.index.astype(str)
 
