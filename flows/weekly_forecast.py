@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
@@ -767,10 +767,13 @@ def _ended(
         signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
         CANCELLATION.signum = CANCELLATION.signum or signum
         error = CANCELLATION.error()
+    elif CANCELLATION.requested and not isinstance(exc, RunCancelled):
+        # The signal landed inside library code that raised an error of its own while it
+        # unwound (a worker pool broken by the stop; Prefect's task engine when the signal
+        # comes as it creates a task run: "Task run is not set"): the run was cancelled.
+        error = CANCELLATION.error()
     elif isinstance(exc, sa.exc.DBAPIError):
         error = refused(exc, url, "the run's writes")
-    elif isinstance(exc, BrokenExecutor) and CANCELLATION.requested:
-        error = CANCELLATION.error()
     if isinstance(error, RunCancelled):
         status = "cancelled"
         name = signal.Signals(error.signum).name
