@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, suppress
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from staffcast.errors import SourceUnavailable, StaffcastError, ValidationFailed
-from staffcast.run_control import CANCELLATION, EXPECTED, exit_code
+from staffcast.run_control import CANCELLATION, EXPECTED, RunCancelled, exit_code
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -661,6 +662,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         CANCELLATION.finish()
         _flush_logs()
         print(f"staffcast: {exc}", file=sys.stderr)
+        if isinstance(exc, RunCancelled):
+            _exit_soon(exit_code(exc))
         return exit_code(exc)
     finally:
         CANCELLATION.finish()
@@ -671,6 +674,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             del before[signal.SIGTERM]
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+def _exit_soon(code: int, seconds: float = 5.0) -> None:
+    """A cancelled run has recorded its outcome and printed its paragraph: should the
+    interpreter's shutdown then wait on a thread a library left behind (seen once in CI, a
+    SIGTERM between two stages), the process still ends, with the run's exit code."""
+    _flush_logs()
+    timer = threading.Timer(seconds, os._exit, args=(code,))
+    timer.daemon = True
+    timer.start()
 
 
 def _flush_logs() -> None:
