@@ -548,7 +548,9 @@ def _validate_offers(
     for chunk in _slices(table):
         if offset == 0:
             _keep_samples(samples, "shift_offers", chunk)
-        part = parsing.parse_shift_offers(chunk, agency_timezone, offset, options=options)
+        part = _compact_raw(
+            parsing.parse_shift_offers(chunk, agency_timezone, offset, options=options)
+        )
         offset += len(chunk)
         part = part[~(part["offered_at"] >= extract.as_of_utc).to_numpy()]
         part, excluded = _set_aside("shift_offers", part, excluded_parts)
@@ -596,7 +598,7 @@ class _RequestPass:
     A first pass reads the request ids alone and keeps the hashes of those that occur more than
     once (8 bytes a row while it runs, then only the repeated ones). The second pass parses each
     chunk, sets aside the rows whose id repeats (checked together at the end, so that
-    ``request_id_unique`` keeps its meaning across chunks), cuts at as_of, runs the row rules and
+    ``duplicate_request_id`` keeps its meaning across chunks), cuts at as_of, runs the row rules and
     keeps only: quarantine entries, the quarantined and excluded rows (for their demand impact),
     the daily demand per series (:class:`models.demand.DailyCounts`), the impact's statistics
     of used requests (:class:`data_contracts.impact.UsedStats`), the context of the requests
@@ -689,10 +691,7 @@ class _RequestPass:
                 chunk, self.zones, self.agency_timezone, offset, options=options
             )
             offset += len(chunk)
-            raw_text = [
-                c for c in part.columns if c.startswith("_raw_") and part[c].dtype != object
-            ]
-            part = part.astype(dict.fromkeys(raw_text, "category")) if raw_text else part
+            part = _compact_raw(part)
             part["_key"] = parsing.key_hashes(part["request_id"])
             repeats = _member(part["_key"].to_numpy(), repeated)
             if repeats.any():
@@ -874,6 +873,15 @@ def _slices(table: RawTable) -> Iterator[pd.DataFrame]:
             continue
         for start in range(0, len(chunk), _CHUNK_ROWS):
             yield chunk.iloc[start : start + _CHUNK_ROWS]
+
+
+def _compact_raw(part: pd.DataFrame) -> pd.DataFrame:
+    """A parsed chunk with the source's text of unparsed values (``_raw_*``) as categories: it
+    is almost always missing, and a category costs a byte or two a row instead of a string's
+    eight. (Columns of objects carry parsing's hinted values, which a category would turn back
+    into plain text.)"""
+    raw = [c for c in part.columns if c.startswith("_raw_") and part[c].dtype != object]
+    return part.astype(dict.fromkeys(raw, "category")) if raw else part
 
 
 def _slim(rows: pd.DataFrame) -> pd.DataFrame:

@@ -156,7 +156,7 @@ class StreamedTable:
     def narrowed(self, columns: tuple[str, ...]) -> StreamedTable:
         """The same rows with only ``columns`` (a cheap first pass over one column, such as the
         request ids that cross-chunk rules need)."""
-        quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+        quoted = ", ".join(_sql_identifier(c) for c in columns)
         return replace(
             self, sql=f'SELECT {quoted} FROM ({self.sql}) AS "_narrowed"', columns=columns
         )
@@ -335,6 +335,11 @@ class MissingColumn:
             f"{self.column} is mapped to '{self.source}', which it does not have "
             f"({hint}fix {key}.{self.column}){sql}"
         )
+
+
+def _sql_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (SQLite and PostgreSQL alike)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _quoted(names: Iterable[str]) -> str:
@@ -793,9 +798,6 @@ def _read_sqlite(database: str, plan: _Plan, cut: _Cut | None) -> RawTable:
     """The selection read through ADBC SQLite straight into Arrow (5x faster, 3x less memory
     than SQLAlchemy rows), every value as text."""
 
-    def quote(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
     where: str | None = None
     params: tuple[str, ...] = ()
     if cut is not None and (item := plan.item(cut.column)) is not None:
@@ -807,7 +809,7 @@ def _read_sqlite(database: str, plan: _Plan, cut: _Cut | None) -> RawTable:
             f" OR {column} NOT GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
         )
         params = (cut.text,)
-    sql = _select_sql(plan, quote, where, text=True)
+    sql = _select_sql(plan, _sql_identifier, where, text=True)
     streamed = StreamedTable(database, sql, params, tuple(c for _, c, _ in plan.items))
     return streamed if plan.table in STREAMED_TABLES else _whole(streamed)
 
