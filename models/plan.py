@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 
 from models.calendar import HolidayCalendar
@@ -126,34 +127,63 @@ class StaffingPlan:
     hiring_plan: pd.DataFrame
 
 
-def offers_with_context(
+def _text_categories(values: pd.Series) -> pd.Series:
+    """``values`` as a categorical of text (kept categorical: no Python string per row)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.rename_categories(values.cat.categories.astype(str))
+    return values.astype(str).astype("category")
+
+
+def offer_counts(
     offers: pd.DataFrame,
     facilities: pd.DataFrame,
     holidays: Mapping[date, str],
+    since: pd.Timestamp,
 ) -> pd.DataFrame:
-    """Offers with their request's region and role and whether its shift is on a holiday.
+    """The used offers sent at or after ``since``, counted per region, role, response and
+    whether the request's shift falls on a holiday (the facility's local day).
 
     ``offers`` are the used offers already joined to their used request (``facility_id, role,
     shift_start, response, offered_at``: ``ValidationResult.offers``); offers whose request was
-    not used (quarantined, or older than the extract) are not among them.
+    not used (quarantined, or older than the extract) are not among them. A national agency has
+    millions of offers in its window: they are counted by facility on integer codes first, so no
+    per-offer Python object is made; only the counts meet region names.
+
+    Returns ``region, role, response, is_holiday, n`` (one row per combination seen).
     """
+    columns = ["region", "role", "response", "is_holiday", "n"]
+    recent = offers[offers["offered_at"] >= since]
+    if recent.empty:
+        return pd.DataFrame(columns=columns)
+    facility = _text_categories(recent["facility_id"])
+    codes = facility.cat.codes.to_numpy()
     fac = facilities.set_index("facility_id")
-    facility = offers["facility_id"].astype(str)
-    zones = facility.map(fac["timezone"])
-    local_day = pd.Series(pd.NaT, index=offers.index, dtype="datetime64[ns]")
-    for tz, idx in zones.groupby(zones).groups.items():
-        starts = offers.loc[idx, "shift_start"]
-        local_day[idx] = starts.dt.tz_convert(str(tz)).dt.tz_localize(None).dt.normalize()
-    holiday_days = pd.DatetimeIndex(sorted(pd.Timestamp(d) for d in holidays))
-    return pd.DataFrame(
-        {
-            "region": facility.map(fac["region"]),
-            "role": offers["role"].astype(str),
-            "response": offers["response"],
-            "offered_at": offers["offered_at"],
-            "is_holiday": local_day.isin(holiday_days),
-        }
+    zones = facility.cat.categories.map(fac["timezone"])
+    starts = pd.DatetimeIndex(recent["shift_start"])
+    holiday_days = pd.DatetimeIndex(sorted(pd.Timestamp(d) for d in holidays)).as_unit(starts.unit)
+    is_holiday = np.zeros(len(recent), dtype=bool)
+    for zone in pd.unique(zones.dropna()):
+        at = np.isin(codes, np.flatnonzero(zones == zone))
+        local_day = starts[at].tz_convert(str(zone)).tz_localize(None).normalize()
+        is_holiday[at] = local_day.isin(holiday_days)
+    counted = (
+        pd.DataFrame(
+            {
+                "facility_id": facility,
+                "role": _text_categories(recent["role"]),
+                "response": _text_categories(recent["response"]),
+                "is_holiday": is_holiday,
+            }
+        )
+        .groupby(["facility_id", "role", "response", "is_holiday"], observed=True)
+        .size()
+        .rename("n")
+        .reset_index()
     )
+    counted["region"] = counted["facility_id"].astype(str).map(fac["region"])
+    for column in ("role", "response"):
+        counted[column] = counted[column].astype(str)
+    return counted.groupby(columns[:4], sort=True)["n"].sum().reset_index()[columns]
 
 
 def build_plan(
@@ -184,11 +214,9 @@ def build_plan(
 
     first_day = as_of - timedelta(days=max(inputs.acceptance_lookback_days, 400))
     holidays = inputs.calendar.days(first_day, sim.dates[-1].date())
-    offers = offers_with_context(tables["offers"], tables["facilities"], holidays)
     lookback = pd.Timestamp(as_of - timedelta(days=inputs.acceptance_lookback_days), tz="UTC")
-    offers = offers[offers["offered_at"] >= lookback]
     acceptance = acceptance_by_group(
-        offers.drop(columns=["offered_at"]),
+        offer_counts(tables["offers"], tables["facilities"], holidays, lookback),
         ["region", "role"],
         {role: p.acceptance_rate for role, p in params.items()},
         inputs.min_offers,

@@ -243,7 +243,9 @@ def acceptance_by_group(
     Args:
         offers: frame with ``group_cols``, ``role`` and ``response``, and optionally
             ``is_holiday`` (bool): when present, holiday and other offers are estimated
-            separately (``is_holiday`` joins the group columns).
+            separately (``is_holiday`` joins the group columns); and optionally ``n``, the
+            number of offers a row stands for (offers counted beforehand, e.g. by
+            :func:`models.plan.offer_counts`; default one each).
         group_cols: columns that define a group; must include ``role``.
         priors: prior acceptance rate per role (0-1].
         min_offers: weight of the prior in pseudo-offers.
@@ -271,11 +273,13 @@ def acceptance_by_group(
     frame = offers[keys].copy()
     if frame.isna().any().any():
         raise ValueError(f"offers has missing values in {keys}.")
-    frame["accepted"] = _accepted(offers).astype(np.int64)
+    weight = offers["n"].to_numpy(np.int64) if "n" in offers.columns else 1
+    frame["n_offers"] = np.broadcast_to(weight, len(frame))
+    frame["accepted"] = _accepted(offers).astype(np.int64) * frame["n_offers"]
     if "is_holiday" in keys:
         frame["is_holiday"] = frame["is_holiday"].astype(bool)
-    grouped = frame.groupby(keys, sort=True)["accepted"].agg(["sum", "size"]).reset_index()
-    grouped = grouped.rename(columns={"sum": "accepted", "size": "n_offers"})
+    grouped = frame.groupby(keys, sort=True)[["accepted", "n_offers"]].sum().reset_index()
+    grouped = grouped[grouped["n_offers"] > 0].reset_index(drop=True)
     unknown = sorted(set(grouped["role"]) - set(priors))
     if unknown:
         raise ValueError(f"priors has no acceptance rate for roles {unknown}.")

@@ -347,16 +347,54 @@ class _Rows:
 
 @dataclass(frozen=True)
 class _PreparedTable:
+    """A frame checked against its table, turned into Python values one chunk at a time (a
+    national agency's forecast and history run to millions of rows: a Python object per value
+    for all of them at once would cost gigabytes)."""
+
+    name: str
     table: Table
+    frame: pd.DataFrame
+    run_id: str
     names: list[str]
-    columns: list[list[Any]]
-    n_rows: int
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.frame)
+
+    def checked(self) -> _PreparedTable:
+        """This table after turning every value once (for small frames that must be known to
+        fit before a transaction starts)."""
+        for _ in self.chunks(INSERT_CHUNK_ROWS):
+            pass
+        return self
 
     def chunks(self, size: int) -> Iterator[_Rows]:
-        """The rows, ``size`` at a time (built lazily to bound memory)."""
-        for start in range(0, self.n_rows, size):
-            parts = [values[start : start + size] for values in self.columns]
-            yield _Rows(tuple(self.names), list(zip(*parts, strict=True)))
+        """The rows, ``size`` at a time; ``ValueError`` naming the table and column for a value
+        its column cannot hold (a missing value in a NOT NULL column, a fraction in an integer
+        column, a date with a time of day)."""
+        for start in range(0, len(self.frame), size):
+            part = self.frame.iloc[start : start + size]
+            yield _Rows(tuple(self.names), list(zip(*self._columns(part, start), strict=True)))
+
+    def _columns(self, part: pd.DataFrame, start: int) -> list[list[Any]]:
+        columns = []
+        for name in self.names:
+            column = self.table.c[name]
+            if name == "run_id":
+                columns.append([self.run_id] * len(part))
+                continue
+            try:
+                values = _converter(column)(part[name])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{self.name}.{name}: {exc}") from exc
+            if not column.nullable and None in values:
+                missing = max(int(self.frame[name].isna().sum()), values.count(None))
+                raise ValueError(
+                    f"{self.name}.{name}: {missing} missing value(s) in a NOT NULL column "
+                    f"(first at row {start + values.index(None)})"
+                )
+            columns.append(values)
+        return columns
 
 
 def _required_columns(target: Table) -> list[str]:
@@ -373,13 +411,14 @@ def _required_columns(target: Table) -> list[str]:
 
 
 def _prepare(name: str, frame: pd.DataFrame, run_id: str) -> _PreparedTable:
-    """Check ``frame`` against table ``name`` and turn it into per-column lists of Python values.
+    """Check ``frame``'s columns against table ``name``; its values are checked as they are
+    turned into rows (:meth:`_PreparedTable.chunks`).
 
     A frame without rows and without columns (``pd.DataFrame()``) stands for no rows.
     """
     target = table(name)
     if frame.empty and len(frame.columns) == 0:
-        return _PreparedTable(target, [], [], 0)
+        return _PreparedTable(name, target, frame, run_id, [])
     frame_columns = [str(column) for column in frame.columns]
     if len(set(frame_columns)) != len(frame_columns):
         duplicated = sorted({c for c in frame_columns if frame_columns.count(c) > 1})
@@ -398,26 +437,8 @@ def _prepare(name: str, frame: pd.DataFrame, run_id: str) -> _PreparedTable:
         if others or frame["run_id"].isna().any():
             raise ValueError(f"{name}: run_id column holds other values than {run_id!r}")
 
-    names: list[str] = []
-    columns: list[list[Any]] = []
-    for column in target.columns:
-        if column.name == "run_id":
-            values: list[Any] = [run_id] * len(frame)
-        elif column.name in frame_columns:
-            try:
-                values = _converter(column)(frame[column.name])
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{name}.{column.name}: {exc}") from exc
-            if not column.nullable and None in values:
-                raise ValueError(
-                    f"{name}.{column.name}: {values.count(None)} missing value(s) in a NOT NULL "
-                    f"column (first at row {values.index(None)})"
-                )
-        else:
-            continue
-        names.append(column.name)
-        columns.append(values)
-    return _PreparedTable(target, names, columns, len(frame))
+    names = [c.name for c in target.columns if c.name == "run_id" or c.name in frame_columns]
+    return _PreparedTable(name, target, frame, run_id, names)
 
 
 #: PostgreSQL types (pg_type oids) that binary COPY writes here, with the Python values
@@ -530,9 +551,11 @@ def publish_run(
     ``tables`` maps child table names (:data:`reports.schema.CHILD_TABLES`) to frames whose
     columns are a subset of the table's columns that includes every NOT NULL one; ``run_id`` is
     added when missing. A table left out, or given as ``pd.DataFrame()``, gets no rows (older
-    callers pass no ``data_quality_impact``). Frames are checked before anything is written: an
-    unknown table or column, a missing required column, a missing value in a NOT NULL column or
-    a fraction in an integer column raises ``ValueError`` naming the table and column.
+    callers pass no ``data_quality_impact``). An unknown table or column or a missing required
+    column raises ``ValueError`` before anything is written; a missing value in a NOT NULL
+    column or a fraction in an integer column raises it as the rows are turned into Python
+    values, chunk by chunk (so memory does not grow with the rows), and the transaction rolls
+    back. Either names the table and column.
 
     In the transaction: every other run with the same ``as_of`` is deleted (children first,
     so it works without foreign-key cascades too), the frames are inserted, and the run gets
@@ -729,13 +752,13 @@ def record_validation(
     an impact frame that does not fit is logged and left out, the summary is still stored.
     """
     try:
-        prepared = [_prepare("validation_result", frame, run_id)]
+        prepared = [_prepare("validation_result", frame, run_id).checked()]
     except ValueError:
         logger.exception("could not record the validation summary of run %s", run_id)
         return
     if impact is not None:
         try:
-            prepared.append(_prepare("data_quality_impact", impact, run_id))
+            prepared.append(_prepare("data_quality_impact", impact, run_id).checked())
         except ValueError:
             logger.exception("could not record the data-quality impact of run %s", run_id)
     try:

@@ -244,6 +244,71 @@ def test_acceptance_by_group_with_holidays() -> None:
     assert len(plain) == 3 and "is_holiday" not in plain.columns
 
 
+def test_offers_counted_beforehand_estimate_like_one_row_each() -> None:
+    """models.plan.offer_counts hands acceptance_by_group counts (``n``), not offers: the
+    estimates are those of one row per offer. The holiday flag is the facility's local day,
+    and offers sent before the window are not counted."""
+    from models.plan import offer_counts
+
+    facilities = pd.DataFrame(
+        {
+            "facility_id": ["F1", "F2"],
+            "region": ["north", "west"],
+            "timezone": ["America/Chicago", "America/Los_Angeles"],
+        }
+    )
+    utc = "UTC"
+    offers = pd.DataFrame(
+        {
+            "facility_id": pd.Categorical(["F1", "F1", "F2", "F2", "F1", "F2"]),
+            "role": pd.Categorical(["RN", "RN", "RN", "LPN", "RN", "RN"]),
+            # 03:00 UTC on Jul 5 is the evening of Jul 4 in Chicago and in Los Angeles;
+            # 06:00 UTC on Jul 5 is Jul 5 in Chicago, still Jul 4 in Los Angeles.
+            "shift_start": pd.to_datetime(
+                [
+                    "2026-07-05 03:00",
+                    "2026-07-05 06:00",
+                    "2026-07-05 06:00",
+                    "2026-07-06 12:00",
+                    "2026-07-01 12:00",
+                    "2026-07-05 03:00",
+                ]
+            ).tz_localize(utc),
+            "response": pd.Categorical(
+                ["accepted", "declined", "accepted", "no_response", "accepted", "declined"]
+            ),
+            "offered_at": pd.to_datetime(
+                ["2026-06-20"] * 5 + ["2026-05-01"]  # the last is before the window
+            ).tz_localize(utc),
+        }
+    )
+    counted = offer_counts(
+        offers,
+        facilities,
+        {date(2026, 7, 4): "Independence Day"},
+        pd.Timestamp("2026-06-01", tz=utc),
+    )
+    assert counted["n"].sum() == 5
+    holiday = counted[counted["is_holiday"]]
+    assert sorted(zip(holiday["region"], holiday["response"], holiday["n"], strict=True)) == [
+        ("north", "accepted", 1),
+        ("west", "accepted", 1),
+    ]
+    one_each = pd.DataFrame(
+        {
+            "region": ["north", "north", "west", "west", "north"],
+            "role": ["RN", "RN", "RN", "LPN", "RN"],
+            "response": ["accepted", "declined", "accepted", "no_response", "accepted"],
+            "is_holiday": [True, False, True, False, False],
+        }
+    )
+    priors = {"RN": 0.3, "LPN": 0.4}
+    pd.testing.assert_frame_equal(
+        acceptance_by_group(counted, ["region", "role"], priors, 10),
+        acceptance_by_group(one_each, ["region", "role"], priors, 10),
+    )
+
+
 # --- attrition ----------------------------------------------------------------------------------
 
 
