@@ -47,7 +47,102 @@ def floored_quantiles(
         log_p0 = np.where(poisson, -mean, r * np.log(r / (r + mean)))
         success = np.where(poisson, 0.0, mean / (r + mean))  # NB: the "1 - p" of each row
     rows = np.flatnonzero(positive & (log_p0 > _MIN_LOG_P0))
-    pmf = np.exp(log_p0[rows])
+    rows = _recurse(out, rows, np.exp(log_p0[rows]), mean, r, success, poisson, q)
+    slow = np.flatnonzero(positive & (log_p0 <= _MIN_LOG_P0))
+    slow = np.union1d(slow, rows)  # underflow, or an extremely long tail
+    if slow.size:
+        for j, (m, rr, is_poisson) in enumerate(
+            zip(mean[slow], r[slow], poisson[slow], strict=True)
+        ):
+            dist = stats.poisson(m) if is_poisson else stats.nbinom(rr, rr / (rr + m))
+            out[slow[j]] = dist.ppf(q)
+    return np.maximum(out, booked[:, None])
+
+
+def _recurse(
+    out: np.ndarray,
+    rows: np.ndarray,
+    pmf: np.ndarray,
+    mean: np.ndarray,
+    r: np.ndarray,
+    success: np.ndarray,
+    poisson: np.ndarray,
+    q: np.ndarray,
+) -> np.ndarray:
+    """The pmf recursion of :func:`floored_quantiles`: quantiles into ``out[rows]``.
+
+    ``out[i, j]`` becomes the number of k with ``P(D <= k) < q[j]``, which (the cdf never
+    decreases: every term added is >= 0) is the first k with ``P(D <= k) >= q[j]``. So each
+    row only watches the next level it has not reached (levels in ascending order), and is
+    written when it reaches it; rows that reached every level are dropped in bulk (when a tenth
+    of the rows are), and each row's parameters travel with it. Returns the rows still short
+    of a level after ``_MAX_RECURSION_TERMS`` terms.
+    """
+    if q.size == 0:
+        return rows[:0]
+    if np.isnan(q).any() or not np.all(poisson[rows] | (r[rows] > 0)):  # pragma: no cover
+        return _recurse_all_levels(out, rows, pmf, mean, r, success, poisson, q)
+    order = np.argsort(q, kind="stable")
+    levels = np.append(q[order], np.inf)  # past the last level: never reached
+    cdf = pmf.copy()
+    mean, r, success, poisson = mean[rows], r[rows], success[rows], poisson[rows]
+    nxt = np.zeros(rows.size, dtype=np.intp)  # index (in ``order``) of the next level to reach
+    threshold = np.full(rows.size, levels[0])
+    any_poisson, all_poisson = bool(poisson.any()), bool(poisson.all())
+    one_size = r[0] if r.size and not any_poisson and np.all(r == r[0]) else None
+    buffer = np.empty(rows.size)
+    n_done = 0
+    k = 0
+    while rows.size and k < _MAX_RECURSION_TERMS:
+        reached = np.flatnonzero(cdf >= threshold)
+        while reached.size:
+            out[rows[reached], order[nxt[reached]]] = k
+            nxt[reached] += 1
+            threshold[reached] = levels[nxt[reached]]
+            n_done += int(np.count_nonzero(nxt[reached] == q.size))
+            reached = reached[cdf[reached] >= threshold[reached]]
+        if n_done >= 0.1 * rows.size:
+            active = nxt < q.size
+            rows, pmf, cdf, nxt, threshold = (
+                rows[active],
+                pmf[active],
+                cdf[active],
+                nxt[active],
+                threshold[active],
+            )
+            mean, r, success, poisson = mean[active], r[active], success[active], poisson[active]
+            n_done = 0
+            if not rows.size:
+                break
+        factor = buffer[: rows.size]
+        if all_poisson:
+            np.divide(mean, k + 1, out=factor)
+        elif not any_poisson:
+            if one_size is not None:  # one size for all rows: (k + r) / (k + 1) once
+                np.multiply((k + one_size) / (k + 1), success, out=factor)
+            else:
+                np.add(r, k, out=factor)
+                np.divide(factor, k + 1, out=factor)
+                np.multiply(factor, success, out=factor)
+        else:
+            factor[:] = np.where(poisson, mean / (k + 1), (k + r) / (k + 1) * success)
+        pmf *= factor
+        cdf += pmf
+        k += 1
+    return rows[nxt < q.size]
+
+
+def _recurse_all_levels(
+    out: np.ndarray,
+    rows: np.ndarray,
+    pmf: np.ndarray,
+    mean: np.ndarray,
+    r: np.ndarray,
+    success: np.ndarray,
+    poisson: np.ndarray,
+    q: np.ndarray,
+) -> np.ndarray:
+    """:func:`_recurse` for any input: every level compared at every term."""
     cdf = pmf.copy()
     k = 0
     while rows.size and k < _MAX_RECURSION_TERMS:
@@ -60,15 +155,7 @@ def floored_quantiles(
         )
         cdf += pmf
         k += 1
-    slow = np.flatnonzero(positive & (log_p0 <= _MIN_LOG_P0))
-    slow = np.union1d(slow, rows)  # underflow, or an extremely long tail
-    if slow.size:
-        for j, (m, rr, is_poisson) in enumerate(
-            zip(mean[slow], r[slow], poisson[slow], strict=True)
-        ):
-            dist = stats.poisson(m) if is_poisson else stats.nbinom(rr, rr / (rr + m))
-            out[slow[j]] = dist.ppf(q)
-    return np.maximum(out, booked[:, None])
+    return rows
 
 
 def floored_mean(mean: np.ndarray, size: np.ndarray, booked: np.ndarray) -> np.ndarray:

@@ -86,13 +86,22 @@ POOLED_HOLIDAY_RIDGE = 3.0
 """Days of data a pooled holiday effect weighs in one series' fit: a facility that saw a
 holiday three times mostly keeps the pooled effect (its own three days are noisy)."""
 
+
+def _calendar_glm(calendar: HolidayCalendar, prior: HolidayPrior) -> CalendarGLM:
+    if prior:
+        return CalendarGLM(
+            calendar=calendar, holiday_ridge=POOLED_HOLIDAY_RIDGE, holiday_prior=prior
+        )
+    return CalendarGLM(calendar=calendar)
+
+
 MODEL_FACTORIES: dict[str, Callable[[HolidayCalendar, HolidayPrior], Forecaster]] = {
     "seasonal_naive": lambda cal, prior: SeasonalNaive(),
     "weekday_mean": lambda cal, prior: WeekdayMean(),
     "recent_mean": lambda cal, prior: RecentMean(),
     "holt_winters": lambda cal, prior: HoltWinters(),
     "holt_winters_14": lambda cal, prior: HoltWinters(season=14),
-    "calendar_glm": lambda cal, prior: _calendar_glm(cal, prior),
+    "calendar_glm": _calendar_glm,
     "prophet": lambda cal, prior: ProphetModel(calendar=cal),
 }
 """Every model the engine can use, by name, in order of simplicity (ties go to the earlier)."""
@@ -107,14 +116,6 @@ DEFAULT_MODELS: tuple[str, ...] = (
 )
 """Candidates of the weekly run. Prophet is available (``models=(..., "prophet")``) but off by
 default: it costs ~25x the calendar GLM per fit and did not win in benchmarks/accuracy.py."""
-
-
-def _calendar_glm(calendar: HolidayCalendar, prior: HolidayPrior) -> CalendarGLM:
-    if prior:
-        return CalendarGLM(
-            calendar=calendar, holiday_ridge=POOLED_HOLIDAY_RIDGE, holiday_prior=prior
-        )
-    return CalendarGLM(calendar=calendar)
 
 
 def pooled_holiday_effects(
@@ -315,7 +316,9 @@ def pinball_loss(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[flo
     """Pinball loss per row, averaged over ``levels`` (units of the data)."""
     diff = np.asarray(actual, dtype=float)[:, None] - quantiles
     tau = np.asarray(levels)[None, :]
-    return np.mean(np.maximum(tau * diff, (tau - 1.0) * diff), axis=1)
+    above = tau * diff
+    np.multiply(tau - 1.0, diff, out=diff)  # the same products, without two more temporaries
+    return np.mean(np.maximum(above, diff, out=above), axis=1)
 
 
 def is_inactive(y: np.ndarray) -> bool:
@@ -388,15 +391,31 @@ def _fit_predict(
     for name in members:
         if name in fitted:
             continue
-        forecast = MODEL_FACTORIES[name](calendar, prior).fit(y, start).predict(horizon)
+        if MODEL_FACTORIES[name] is _calendar_glm:
+            # the very model the holiday factors come from: fitted once per history
+            forecast = _holiday_glm(fitted, y, start, calendar, prior).predict(horizon)
+        else:
+            forecast = MODEL_FACTORIES[name](calendar, prior).fit(y, start).predict(horizon)
         if name not in CALENDAR_MODELS:
-            if HOLIDAY_KEY not in fitted:
-                fitted[HOLIDAY_KEY] = _calendar_glm(calendar, prior).fit(y, start)
-            glm = fitted[HOLIDAY_KEY]
-            assert isinstance(glm, CalendarGLM)
+            glm = _holiday_glm(fitted, y, start, calendar, prior)
             forecast = forecast * glm.holiday_factor(horizon)
         fitted[name] = forecast
     return np.mean([fitted[m] for m in members], axis=0)
+
+
+def _holiday_glm(
+    fitted: dict[str, Any],
+    y: np.ndarray,
+    start: np.datetime64,
+    calendar: HolidayCalendar,
+    prior: HolidayPrior,
+) -> CalendarGLM:
+    """The calendar GLM fitted on ``y`` (cached in ``fitted``): the holiday factors' source."""
+    if HOLIDAY_KEY not in fitted:
+        fitted[HOLIDAY_KEY] = _calendar_glm(calendar, prior).fit(y, start)
+    glm = fitted[HOLIDAY_KEY]
+    assert isinstance(glm, CalendarGLM)
+    return glm
 
 
 def _backtest(
@@ -636,6 +655,40 @@ def _size_by_day(plan: _SeriesPlan, gap: int, horizon: int) -> np.ndarray:
     return plan.sizes[np.minimum(band, len(LEAD_BANDS) - 1)]
 
 
+def _forecast_frame(
+    plans: list[_SeriesPlan], first_days: list[pd.Timestamp], gaps: list[int], horizon: int
+) -> pd.DataFrame:
+    """The forecast rows of every plan, one block of ``horizon`` days per series, in order.
+
+    Built column by column (one frame, not one per series and a concat: the same frame).
+    """
+    columns = ["series_id", "date", "mean", "model", "size", "zero_share"]
+    if not plans:
+        return pd.DataFrame(columns=columns)
+    ranges: dict[pd.Timestamp, pd.DatetimeIndex] = {}
+    for first_day in first_days:
+        if first_day not in ranges:
+            ranges[first_day] = pd.date_range(first_day, periods=horizon, freq="D")
+    dates = ranges[first_days[0]].append([ranges[first_day] for first_day in first_days[1:]])
+    means = [
+        plan.mean[gap:] if plan.mean is not None else np.zeros(horizon)
+        for plan, gap in zip(plans, gaps, strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "series_id": np.repeat(np.array([p.series_id for p in plans], dtype=object), horizon),
+            "date": dates,
+            "mean": np.concatenate(means).astype(float, copy=False),
+            "model": np.repeat(np.array([p.model for p in plans], dtype=object), horizon),
+            "size": np.concatenate(
+                [_size_by_day(plan, gap, horizon) for plan, gap in zip(plans, gaps, strict=True)]
+            ).astype(float, copy=False),
+            "zero_share": np.repeat(np.array([p.zero_share for p in plans], dtype=float), horizon),
+        },
+        columns=columns,
+    )
+
+
 def forecast_many(
     history: pd.DataFrame,
     horizon: int,
@@ -692,24 +745,7 @@ def forecast_many(
             if plan.mean is None:
                 _fit_selected(plan, horizon + gap, config, prior)
         _calibrate(plans)
-    frames = [
-        pd.DataFrame(
-            {
-                "series_id": plan.series_id,
-                "date": pd.date_range(first_day, periods=horizon, freq="D"),
-                "mean": plan.mean[gap:] if plan.mean is not None else np.zeros(horizon),
-                "model": plan.model,
-                "size": _size_by_day(plan, gap, horizon),
-                "zero_share": plan.zero_share,
-            }
-        )
-        for plan, first_day, gap in zip(plans, first_days, gaps, strict=True)
-    ]
-    forecast = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["series_id", "date", "mean", "model", "size", "zero_share"])
-    )
+    forecast = _forecast_frame(plans, first_days, gaps, horizon)
     size = pd.Series({p.series_id: p.size for p in plans}, name="size", dtype=float)
     family = pd.Series({p.series_id: p.family for p in plans}, name="family", dtype=object)
     return EngineResult(forecast, size, family, _evaluation(plans), _backtest_errors(plans))

@@ -136,3 +136,25 @@ def test_agency_days_join_the_calendar_every_year_or_once() -> None:
     for bad in (("13-01", "x"), ("2026-02-30", "x"), ("July 3", "x")):
         with pytest.raises(ValueError, match="is not a date: use MM-DD"):
             HolidayCalendar("US", extra_days=(bad,)).validate()
+
+
+def test_holt_winters_matches_statsmodels_bit_for_bit() -> None:
+    """HoltWinters runs statsmodels' and scipy's own routines without their wrappers: the
+    forecast must be exactly ExponentialSmoothing(...).fit(use_brute=False).forecast(), so a
+    new statsmodels, scipy or pandas that changes those routines fails here, not silently."""
+    from models.forecasters import _statsmodels_holt_winters
+
+    rng = np.random.default_rng(3)
+    days = np.arange(400)
+    series = [
+        rng.poisson(5 + 3 * np.sin(2 * np.pi * days / 7)).astype(float),
+        rng.poisson(0.4, 60).astype(float),  # sparse and short
+        np.r_[np.zeros(200), rng.poisson(12, 200)].astype(float),  # a level shift
+        rng.gamma(2.0, 3.0, 365) * (1 + (days[:365] % 7 == 5)),  # fractional, weekend-heavy
+    ]
+    for y in series:
+        for season in (7, 14):
+            ours = HoltWinters(season=season).fit(y).predict(30)
+            model = _statsmodels_holt_winters(y[-HoltWinters().max_days :], season)
+            theirs = np.clip(np.asarray(model.forecast(30), dtype=float), 0.0, None)
+            np.testing.assert_array_equal(ours, theirs)
