@@ -39,7 +39,7 @@ from data_contracts.impact import DemandImpact
 from data_contracts.suites import Rule
 from models.demand import DailyCounts
 from staffcast.errors import ValidationFailed
-from staffcast.source import RawTable, SourceExtract, StreamedTable, table_chunks
+from staffcast.source import RawTable, SourceExtract, table_chunks
 
 if TYPE_CHECKING:
     from staffcast.settings import Settings
@@ -849,7 +849,7 @@ def _repeated_keys(
 ) -> tuple[np.ndarray, int]:
     """(sorted hashes of the ids in ``column`` that occur more than once, rows read): the first
     pass of :class:`_RequestPass`, reading that one column."""
-    narrow = table.narrowed((column,)) if isinstance(table, StreamedTable) else table[[column]]
+    narrow = table[[column]] if isinstance(table, pd.DataFrame) else table.narrowed((column,))
     parts = [
         parsing.key_hashes(parsing.key_text(chunk, column, options)) for chunk in _slices(narrow)
     ]
@@ -865,7 +865,7 @@ def _repeated_keys(
 
 
 def _slices(table: RawTable) -> Iterator[pd.DataFrame]:
-    """A raw table's chunks; a table already in memory (a file) is cut into slices of
+    """A raw table's chunks; a table already in memory (a small file) is cut into slices of
     ``_CHUNK_ROWS``, so the frames derived from it stay small."""
     for chunk in table_chunks(table):
         if len(chunk) <= _CHUNK_ROWS:

@@ -23,7 +23,8 @@ Decisions:
   ``numeric(p, s)`` arrive typed (pandas ``ArrowDtype``; text as ``string[pyarrow]``), never
   cast to text. ``numeric`` without a precision (``EXTRACT(EPOCH FROM ...) / 3600``) arrives as
   float64 for shift_hours and as its exact decimal text for ids. shift_requests
-  and shift_offers are streamed in chunks (:class:`StreamedTable`), the small tables read whole.
+  and shift_offers are streamed in chunks (:class:`StreamedTable`; from a folder of files,
+  :class:`staffcast.source_files.StreamedFile`), the small tables read whole.
   SQLite is read through ADBC SQLite with every value cast to text (SQLite has no timestamp
   types, and any value may sit in any column). Other dialects go through SQLAlchemy.
 - **The as_of cut runs in SQL, in the column's own type** (timestamptz, timestamp, date or
@@ -61,7 +62,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -88,6 +89,7 @@ __all__ = [
     "SOURCE_COLUMNS",
     "STREAMED_TABLES",
     "MissingColumn",
+    "ChunkedTable",
     "RawTable",
     "SourceExtract",
     "StreamedTable",
@@ -196,7 +198,18 @@ class StreamedTable:
                 yield native_frame(reader.schema)
 
 
-RawTable: TypeAlias = pd.DataFrame | StreamedTable
+class ChunkedTable(Protocol):
+    """A table read in chunks when iterated: :class:`StreamedTable` (a database) or
+    :class:`staffcast.source_files.StreamedFile` (a CSV or Parquet file)."""
+
+    def __iter__(self) -> Iterator[pd.DataFrame]: ...
+
+    def narrowed(self, columns: tuple[str, ...]) -> ChunkedTable:
+        """The same rows with only ``columns``."""
+        ...
+
+
+RawTable: TypeAlias = pd.DataFrame | ChunkedTable
 
 
 def table_chunks(table: RawTable) -> Iterator[pd.DataFrame]:

@@ -46,9 +46,13 @@ names the file, the rule and an example:
 - **No SQL on files**: a mapping with ``table``, ``query`` or SQL expressions on a folder source
   stops before reading (:class:`staffcast.mapping.MappingError`).
 
-Speed: CSV files are read with pyarrow's multi-threaded reader, only the needed columns and all
-as strings (about 10 million shift_requests rows in a few seconds); the slower single-threaded
-pass that finds the row number of a malformed line runs only after an error.
+Speed and memory: CSV files are read with pyarrow's multi-threaded reader, only the needed
+columns and all as strings (about 10 million shift_requests rows in a few seconds); the slower
+single-threaded pass that finds the row number of a malformed line runs only after an error.
+shift_requests and shift_offers are never held whole (:class:`StreamedFile`): a first read
+through when the source is read counts the rows and stops on a malformed file as a whole read
+would, then the contracts read the file chunk by chunk (a million rows of whole 16 MB text
+blocks, or Parquet batches), as they read a database's stream.
 """
 
 from __future__ import annotations
@@ -56,8 +60,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -71,6 +75,7 @@ from staffcast.mapping import DELIMITERS, IDENTITY, SourceMapping, TableMapping,
 from staffcast.source import (
     OPTIONAL_TABLES,
     SOURCE_COLUMNS,
+    STREAMED_TABLES,
     MissingColumn,
     RawTable,
     SourceExtract,
@@ -81,7 +86,7 @@ from staffcast.source import (
     shape_stop,
 )
 
-__all__ = ["FILE_SUFFIXES", "open_source", "read_folder"]
+__all__ = ["FILE_SUFFIXES", "StreamedFile", "open_source", "read_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +94,7 @@ FILE_SUFFIXES = (".csv", ".parquet")
 """The file forms a folder source may hold, one per table."""
 
 _SNIFF_BYTES = 64 * 1024
+_CSV_BLOCK_BYTES = 16 << 20
 _NOTHING_PUBLISHED = "The run stopped before publishing anything."
 # Leading bytes of files that are often exported by mistake under a .csv name.
 _MAGIC = (
@@ -193,9 +199,18 @@ def read_folder(
     if problems:
         raise shape_stop(problems, mapping)
 
-    frames = {t: _empty(t) if found is None else _read(found) for t, found in files.items()}
-    logger.info("read folder %s: %s", folder, ", ".join(f"{t}={len(f)}" for t, f in frames.items()))
-    tables: dict[str, RawTable] = dict(frames.items())
+    tables: dict[str, RawTable] = {}
+    rows: dict[str, int] = {}
+    for table, found in files.items():
+        if found is not None and table in STREAMED_TABLES:
+            streamed = StreamedFile(found)
+            rows[table] = streamed.checked()
+            tables[table] = streamed
+        else:
+            frame = _empty(table) if found is None else _read(found)
+            rows[table] = len(frame)
+            tables[table] = frame
+    logger.info("read folder %s: %s", folder, ", ".join(f"{t}={n}" for t, n in rows.items()))
     described = [mapping.describe()] if mapping.tables else []
     used = [f.words() for f in files.values() if f is not None]
     described.append("Files: " + "; ".join(used))
@@ -347,6 +362,78 @@ def _read(found: _TableFile) -> pd.DataFrame:
     return frame
 
 
+@dataclass(frozen=True)
+class StreamedFile:
+    """A large table's file read in chunks of about ``chunk_rows`` rows when iterated, under
+    staffcast's column names (a national agency's shift_requests never all in memory: the
+    contracts parse each chunk into compact typed columns, as for a database's stream).
+
+    CSV is read by pyarrow's streaming reader with the same options as a whole read (every
+    value text); Parquet by row groups and batches, with the file's own types.
+    """
+
+    found: _TableFile
+    selected: tuple[str, ...] = ()  # staffcast's names of the columns read (default: all)
+    chunk_rows: int = 1_000_000
+    block_bytes: int = _CSV_BLOCK_BYTES  # CSV text parsed at a time (a chunk is whole blocks)
+
+    @property
+    def _columns(self) -> tuple[str, ...]:
+        return self.selected or SOURCE_COLUMNS[self.found.table]
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        raw_of = dict(zip(SOURCE_COLUMNS[self.found.table], self.found.names, strict=True))
+        raw = [raw_of[c] for c in self._columns]
+        parts: list[pa.RecordBatch] = []
+        held = 0
+        empty = True
+        for batch in self._batches(raw):
+            parts.append(batch)
+            held += batch.num_rows
+            if held >= self.chunk_rows:
+                empty = False
+                yield self._frame(parts)
+                parts, held = [], 0
+        if parts or empty:
+            yield self._frame(parts, raw)
+
+    def narrowed(self, columns: tuple[str, ...]) -> StreamedFile:
+        """The same rows with only ``columns`` (the first pass over the request ids)."""
+        return replace(self, selected=columns)
+
+    def checked(self) -> int:
+        """Read the whole file once, keeping nothing, so that a file that is not valid CSV or
+        Parquet, or not UTF-8 in a column staffcast reads, stops the run when the source is
+        read, as a whole read would; returns its rows."""
+        raw_of = dict(zip(SOURCE_COLUMNS[self.found.table], self.found.names, strict=True))
+        return sum(b.num_rows for b in self._batches([raw_of[c] for c in self._columns]))
+
+    def _frame(self, parts: list[pa.RecordBatch], raw: list[str] | None = None) -> pd.DataFrame:
+        if parts:
+            data = pa.Table.from_batches(parts)
+        else:  # no rows: the columns as text
+            data = pa.table({name: pa.array([], pa.string()) for name in raw or []})
+        frame = data.to_pandas(types_mapper=_string_dtype)
+        frame.columns = list(self._columns)
+        return frame
+
+    def _batches(self, raw: list[str]) -> Iterator[pa.RecordBatch]:
+        found = self.found
+        if found.parquet:
+            yield from _parquet_batches(found, raw, self.chunk_rows)
+            return
+        delimiter = found.delimiter or ","
+        try:
+            with _arrow_csv_stream(found.path, raw, delimiter, self.block_bytes) as reader:
+                yield from reader
+        except pa.ArrowInvalid as exc:
+            raise _csv_error(found.path, found.table, raw, delimiter, exc) from None
+        except OSError as exc:
+            raise SourceUnavailable(
+                f"Could not read the source file '{found.path}' ({exc})."
+            ) from exc
+
+
 # --- CSV ---------------------------------------------------------------------------------------
 
 
@@ -362,6 +449,30 @@ def _read_csv(found: _TableFile) -> pd.DataFrame:
     return data.to_pandas(types_mapper=_string_dtype)
 
 
+def _csv_options(
+    raw_names: list[str],
+    delimiter: str,
+    use_threads: bool,
+    on_bad_row: object = None,
+    block_bytes: int = _CSV_BLOCK_BYTES,
+) -> dict[str, object]:
+    return {
+        "read_options": pa_csv.ReadOptions(use_threads=use_threads, block_size=block_bytes),
+        "parse_options": pa_csv.ParseOptions(
+            delimiter=delimiter,
+            newlines_in_values=True,
+            invalid_row_handler=on_bad_row,  # type: ignore[arg-type]
+        ),
+        "convert_options": pa_csv.ConvertOptions(
+            include_columns=raw_names,
+            column_types={name: pa.string() for name in raw_names},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    }
+
+
 def _arrow_csv(
     path: Path,
     raw_names: list[str],
@@ -369,22 +480,15 @@ def _arrow_csv(
     use_threads: bool,
     on_bad_row: object = None,
 ) -> pa.Table:
-    return pa_csv.read_csv(
-        path,
-        read_options=pa_csv.ReadOptions(use_threads=use_threads, block_size=16 << 20),
-        parse_options=pa_csv.ParseOptions(
-            delimiter=delimiter,
-            newlines_in_values=True,
-            invalid_row_handler=on_bad_row,  # type: ignore[arg-type]
-        ),
-        convert_options=pa_csv.ConvertOptions(
-            include_columns=raw_names,
-            column_types={name: pa.string() for name in raw_names},
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=True,
-        ),
-    )
+    return pa_csv.read_csv(path, **_csv_options(raw_names, delimiter, use_threads, on_bad_row))
+
+
+def _arrow_csv_stream(
+    path: Path, raw_names: list[str], delimiter: str, block_bytes: int
+) -> pa_csv.CSVStreamingReader:
+    """The same read as :func:`_arrow_csv`, a block of text at a time."""
+    options = _csv_options(raw_names, delimiter, use_threads=True, block_bytes=block_bytes)
+    return pa_csv.open_csv(path, **options)
 
 
 def _string_dtype(arrow_type: pa.DataType) -> pd.StringDtype | None:
@@ -547,6 +651,20 @@ def _read_parquet(found: _TableFile) -> pd.DataFrame:
     except OSError as exc:
         raise SourceUnavailable(f"Could not read the source file '{path}' ({exc}).") from exc
     return data.to_pandas(types_mapper=_string_dtype)
+
+
+def _parquet_batches(found: _TableFile, raw: list[str], rows: int) -> Iterator[pa.RecordBatch]:
+    """The columns ``raw`` of a Parquet file, ``rows`` at a time, with the file's own types."""
+    path = found.path
+    try:
+        with pq.ParquetFile(path) as parquet:
+            yield from parquet.iter_batches(batch_size=rows, columns=raw)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _format_error(
+            path, found.table, f"not a valid Parquet file ({_parquet_hint(path, exc)})"
+        ) from None
+    except OSError as exc:
+        raise SourceUnavailable(f"Could not read the source file '{path}' ({exc}).") from exc
 
 
 def _parquet_hint(path: Path, exc: Exception) -> str:

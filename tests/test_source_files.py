@@ -13,8 +13,8 @@ import pytest
 from data_contracts.validate import ValidationResult, validate_extract
 from staffcast.errors import SourceUnavailable, ValidationFailed
 from staffcast.mapping import SourceMapping, mapping_from_data
-from staffcast.source import SOURCE_COLUMNS
-from staffcast.source_files import open_source, read_folder
+from staffcast.source import SOURCE_COLUMNS, RawTable, table_chunks
+from staffcast.source_files import StreamedFile, open_source, read_folder
 
 TZ = "America/Chicago"
 AS_OF = date(2025, 11, 3)
@@ -64,6 +64,11 @@ def _database(path: Path, frames: dict[str, pd.DataFrame]) -> str:
     return f"sqlite:///{path}"
 
 
+def _frame(table: RawTable) -> pd.DataFrame:
+    """A table as one frame (shift_requests and shift_offers files are read in chunks)."""
+    return pd.concat(list(table_chunks(table)), ignore_index=True)
+
+
 def _validate(source: str) -> ValidationResult:
     return validate_extract(open_source(source, AS_OF, TZ), TZ, 0.5, 14)
 
@@ -83,9 +88,10 @@ def test_csv_and_parquet_folders_validate_like_the_database(
     for form in ("csv", "parquet"):
         folder = _write(tmp_path / form, source_frames, form)
         extract = read_folder(folder, AS_OF, TZ)
+        assert isinstance(extract.tables["shift_requests"], StreamedFile)
         for table in TABLES:
-            assert list(extract.tables[table].columns) == list(SOURCE_COLUMNS[table])
-            assert not NEVER_READ & set(extract.tables[table].columns)
+            assert list(_frame(extract.tables[table]).columns) == list(SOURCE_COLUMNS[table])
+            assert not NEVER_READ & set(_frame(extract.tables[table]).columns)
         assert extract.as_of == AS_OF and str(extract.as_of_utc) == "2025-11-03 06:00:00+00:00"
 
         result = validate_extract(extract, TZ, 0.5, 14)
@@ -118,7 +124,7 @@ def test_csv_values_are_text_and_empty_fields_are_missing(tmp_path: Path) -> Non
     assert facility["facility_id"] == "F001"  # BOM and blanks around header names are fine
     assert facility["region"] == "NA"  # text, not a missing value
     assert pd.isna(facility["active_to"])  # empty field -> missing
-    assert tables["shift_requests"].iloc[0]["request_id"] == "007"  # not the number 7
+    assert _frame(tables["shift_requests"]).iloc[0]["request_id"] == "007"  # not the number 7
     assert len(tables["nurses"]) == 0
     assert list(tables["shift_offers"].columns) == list(SOURCE_COLUMNS["shift_offers"])
     assert len(tables["shift_offers"]) == 0  # optional table: absent is fine
@@ -311,7 +317,7 @@ def test_a_mapped_folder_validates_like_the_plain_one(
 
     extract = read_folder(folder, AS_OF, TZ, mapping)
     for table in TABLES:
-        assert list(extract.tables[table].columns) == list(SOURCE_COLUMNS[table])
+        assert list(_frame(extract.tables[table]).columns) == list(SOURCE_COLUMNS[table])
     assert "facilities <- Sites Export.csv (semicolon-separated, sniffed)" in extract.described
     assert "shift_requests <- shifts.txt (tab-separated, sniffed)" in extract.described
     assert "nurses <- Staff.CSV (pipe-separated, sniffed)" in extract.described
@@ -344,7 +350,7 @@ def test_the_mapping_delimiter_overrides_sniffing(
     assert "shift_requests <- shifts.txt (semicolon-separated, from the mapping)" in (
         extract.described
     )
-    assert len(extract.tables["shift_requests"]) == len(source_frames["shift_requests"])
+    assert len(_frame(extract.tables["shift_requests"])) == len(source_frames["shift_requests"])
 
     wrong = {"nurses": {"delimiter": ","}}  # a wrong delimiter: the columns are not found
     with pytest.raises(ValidationFailed, match=r"'nurses' .*is missing required column"):
@@ -422,7 +428,7 @@ def test_parquet_under_mapped_names_keeps_its_types(
             }
         }
     )
-    frame = read_folder(folder, AS_OF, TZ, mapping).tables["shift_requests"]
+    frame = _frame(read_folder(folder, AS_OF, TZ, mapping).tables["shift_requests"])
     assert list(frame.columns) == list(SOURCE_COLUMNS["shift_requests"])
     assert isinstance(frame["requested_at"].dtype, pd.DatetimeTZDtype)
 

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_contracts import validate as validation
 from data_contracts.impact import UsedStats
 from data_contracts.validate import ValidationResult, validate_with_settings
 from models.demand import demand_from_counts
+from staffcast.errors import ValidationFailed
 from staffcast.settings import Settings
-from staffcast.source import StreamedTable
-from staffcast.source_files import open_source
+from staffcast.source import STREAMED_TABLES, StreamedTable, table_chunks
+from staffcast.source_files import StreamedFile, open_source
 from tests.conftest import AS_OF
 
 
@@ -103,27 +103,58 @@ def test_copies_in_different_chunks_are_told_apart(messy_agency: Path) -> None:
     assert (conflicting["source_key"].value_counts() >= 2).all()
 
 
-def test_a_file_already_in_memory_is_cut_into_slices(
-    messy_agency: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("form", ["csv", "parquet"])
+def test_a_folder_of_files_is_streamed_like_the_database(
+    messy_agency: Path, tmp_path: Path, form: str
 ) -> None:
-    """A folder source is one frame per table; the contracts still work slice by slice."""
+    """shift_requests and shift_offers files are read a few blocks at a time (never whole);
+    the contracts give what the database gives read in one piece."""
     folder = tmp_path / "export"
     folder.mkdir()
     with sqlite3.connect(messy_agency) as con:
         for table in ("facilities", "shift_requests", "nurses", "shift_offers"):
-            pd.read_sql(f"SELECT * FROM {table}", con).to_csv(folder / f"{table}.csv", index=False)
+            frame = pd.read_sql(f"SELECT * FROM {table}", con)
+            if form == "csv":
+                frame.to_csv(folder / f"{table}.csv", index=False)
+            else:
+                frame.to_parquet(folder / f"{table}.parquet", index=False, row_group_size=5000)
     settings = Settings()
-    whole = validate_with_settings(
-        open_source(str(folder), AS_OF, settings.agency_timezone), settings
-    )
-    monkeypatch.setattr(validation, "_CHUNK_ROWS", 2999)
-    sliced = validate_with_settings(
-        open_source(str(folder), AS_OF, settings.agency_timezone), settings
-    )
-    assert whole.counts == sliced.counts
-    pd.testing.assert_frame_equal(_sorted(whole.quarantine), _sorted(sliced.quarantine))
-    assert whole.demand is not None and sliced.demand is not None
-    np.testing.assert_array_equal(whole.demand.demand, sliced.demand.demand)
+    extract = open_source(str(folder), AS_OF, settings.agency_timezone)
+    for name in STREAMED_TABLES:
+        table = extract.tables[name]
+        assert isinstance(table, StreamedFile)
+        extract.tables[name] = replace(table, chunk_rows=2999, block_bytes=64 << 10)
+    chunks = list(table_chunks(extract.tables["shift_requests"]))
+    assert len(chunks) > 3 and max(len(c) for c in chunks) < 2999 + 3000
+    streamed = validate_with_settings(extract, settings)
+    whole = _validate(messy_agency, None)
+    assert whole.counts == streamed.counts
+    pd.testing.assert_frame_equal(_sorted(whole.quarantine), _sorted(streamed.quarantine))
+    pd.testing.assert_frame_equal(_sorted(whole.offers), _sorted(streamed.offers))
+    assert whole.demand is not None and streamed.demand is not None
+    np.testing.assert_array_equal(whole.demand.demand, streamed.demand.demand)
+
+
+def test_a_broken_row_far_into_a_streamed_file_stops_when_the_source_is_read(
+    messy_agency: Path, tmp_path: Path
+) -> None:
+    """The file is read through once when the source is read, so a malformed row past the
+    first block stops the run there, with its row number, as a whole read would."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    with sqlite3.connect(messy_agency) as con:
+        for table in ("facilities", "shift_requests", "nurses"):
+            pd.read_sql(f"SELECT * FROM {table}", con).to_csv(folder / f"{table}.csv", index=False)
+    path = folder / "shift_requests.csv"
+    lines = path.read_text().splitlines()
+    assert len(lines) > 20_000
+    lines.insert(20_000, "R-broken,F001")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValidationFailed) as info:
+        open_source(str(folder), AS_OF, Settings().agency_timezone)
+    message = str(info.value)
+    assert "shift_requests.csv" in message and "rule: file_format" in message
+    assert "row 20001" in message and "has 2 fields" in message
 
 
 def test_used_statistics_medians_match_pandas_to_the_bin() -> None:
