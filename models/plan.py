@@ -264,8 +264,10 @@ def build_plan(
                 "attrition_separations": separations,
             }
         )
-        monthly.append(
-            hiring_plan(weeks, current, yearly, role_params, as_of).assign(region=region, role=role)
+        monthly.append(  # its first month is this target: one answer to "how many to hire"
+            hiring_plan(weeks, current, yearly, role_params, as_of, target).assign(
+                region=region, role=role
+            )
         )
 
     # holiday_coverage multiplies an everyday rate by the holiday factor: where holiday offers

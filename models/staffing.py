@@ -526,14 +526,23 @@ def hiring_plan(
     annual_attrition: float,
     params: StaffingParams,
     as_of: date | pd.Timestamp | str,
+    target: RecruitingTarget,
     months: int = 6,
     steady_weeks: int = 4,
 ) -> pd.DataFrame:
-    """Month-by-month hiring for one region and role: how many to start recruiting each month.
+    """Month by month from as_of: how many nurses to start recruiting in each month.
 
-    Recruiting started in month k (from as_of in the first month, else the 1st) puts nurses on
-    call ``lead_time_days`` later, so month k serves the weeks whose ``week_start`` falls in its
-    *arrival window* ``[start_k + lead, start_{k+1} + lead)``. The pool expected at the end of
+    One answer with the recruiting target: the first month *is* ``target`` (the
+    :func:`recruiting_target` of the same pool, attrition, parameters and as_of): its hires are
+    the target's hires, its arrival window the target's recruiting window and its expected pool
+    the target's (today's pool thinned by attrition over the lead time). Months run from as_of
+    (as_of, then the same day of each following month), never from the 1st of the calendar
+    month as_of falls in.
+
+    Recruiting started in month k >= 1 (from its first day ``start_k``) puts nurses on call
+    ``lead_time_days`` later, so month k serves the weeks whose ``week_start`` falls in its
+    *arrival window* ``[start_k + lead, start_{k+1} + lead)`` (the first month's longer window
+    overlaps the second's: what it hired counts there too). The pool expected at the end of
     that window without month k's hires is today's pool and every earlier month's hires, each
     thinned by attrition since it started serving (``(1 - annual_attrition) ** (days / 365)``);
     month k hires the whole nurses that lift it to the largest weekly pool the window needs.
@@ -550,13 +559,14 @@ def hiring_plan(
         annual_attrition: share of the pool that leaves in a year (0-1).
         params: the role's parameters (lead time = time_to_hire_days + onboarding_days).
         as_of: the run's date.
-        months: months to plan (the month of as_of is the first).
+        target: the recruiting target of the same inputs (the first month).
+        months: months to plan (the one starting at as_of is the first).
         steady_weeks: weeks at the horizon's end whose largest pool stands in beyond it.
 
     Returns:
-        One row per month, columns :data:`HIRING_PLAN_COLUMNS`: ``month`` (its 1st, a date),
-        ``arrival_start``/``arrival_end`` (dates), ``pool_needed`` (nurses), ``expected_pool``
-        (nurses at arrival_end without this month's hires, fractional), ``hires``,
+        One row per month, columns :data:`HIRING_PLAN_COLUMNS`: ``month`` (its first day, a
+        date), ``arrival_start``/``arrival_end`` (dates), ``pool_needed`` (nurses),
+        ``expected_pool`` (nurses without this month's hires, fractional), ``hires``,
         ``cumulative_hires`` (nurses) and ``beyond_horizon``.
     """
     _check_pool_weeks(pool_weeks, current_pool)
@@ -565,23 +575,38 @@ def hiring_plan(
     _check_attrition(annual_attrition)
     today = pd.Timestamp(as_of).normalize()
     lead = pd.Timedelta(days=params.lead_time_days)
+    if pd.Timestamp(target["window_start"]) != today + lead:
+        raise ValueError(
+            f"target was set for another as_of or lead time (its window starts "
+            f"{target['window_start']}, not {(today + lead).date()})."
+        )
     weeks = pool_weeks.assign(week_start=pd.to_datetime(pool_weeks["week_start"]))
     weeks = weeks.sort_values("week_start", kind="stable")
     starts = weeks["week_start"].to_numpy()
     pools = weeks["recommended_pool"].to_numpy(dtype=float)
     last_week = weeks["week_start"].iloc[-1]
     steady = float(pools[-steady_weeks:].max())
-    first_of_months = pd.date_range(
-        today.to_period("M").to_timestamp(), periods=months + 1, freq="MS"
-    )
-    recruit_from = [max(today, day) for day in first_of_months]
+    firsts = [today + pd.DateOffset(months=k) for k in range(months + 1)]
 
-    rows = []
-    arrivals: list[tuple[pd.Timestamp, int]] = []
-    cumulative = 0
-    for k in range(months):
-        arrival_start = recruit_from[k] + lead
-        arrival_end = recruit_from[k + 1] + lead
+    window_end = pd.Timestamp(target["window_end"])
+    hires = int(target["hires_needed"])
+    rows = [
+        {
+            "month": today.date(),
+            "arrival_start": target["window_start"],
+            "arrival_end": target["window_end"],
+            "pool_needed": int(target["target_pool"]),
+            "expected_pool": float(target["expected_pool"]),
+            "hires": hires,
+            "cumulative_hires": hires,
+            "beyond_horizon": bool(window_end - pd.Timedelta(weeks=1) > last_week),
+        }
+    ]
+    arrivals: list[tuple[pd.Timestamp, int]] = [(today + lead, hires)]
+    cumulative = hires
+    for k in range(1, months):
+        arrival_start = firsts[k] + lead
+        arrival_end = firsts[k + 1] + lead
         inside = (starts >= arrival_start.to_datetime64()) & (starts < arrival_end.to_datetime64())
         beyond = bool(arrival_end - pd.Timedelta(weeks=1) > last_week)
         need = float(pools[inside].max()) if inside.any() else steady
@@ -595,7 +620,7 @@ def hiring_plan(
         cumulative += hires
         rows.append(
             {
-                "month": first_of_months[k].date(),
+                "month": firsts[k].date(),
                 "arrival_start": arrival_start.date(),
                 "arrival_end": arrival_end.date(),
                 "pool_needed": int(need),

@@ -390,7 +390,11 @@ def _hiring_plan(connection: Connection, run_id: str) -> str:
         (record.region, record.role, record.month): (int(record.hires), bool(record.beyond_horizon))
         for record in plan.itertuples(index=False)
     }
-    headers = ["Region · role", *(f"{month:%b %Y} (nurses)" for month in months), "Total"]
+    headers = [
+        "Region · role",
+        *(f"From {month:%b %-d, %Y} (nurses)" for month in months),
+        "Total",
+    ]
     rows: list[list[Any]] = []
     flags: list[list[str]] = []
     for region, role in pairs:
@@ -415,10 +419,12 @@ def _hiring_plan(connection: Connection, run_id: str) -> str:
     return (
         title
         + _note(
-            "Nurses to start recruiting in each month (base scenario), including replacements "
-            "for expected attrition, so the pool stays at what the forecast needs once they "
-            "arrive. &#8224; marks months whose hires arrive after the forecast horizon: their "
-            "need is carried over from the last forecast weeks, so treat them as provisional."
+            "Nurses to start recruiting in each month from the run's date (base scenario), "
+            "including replacements for expected attrition, so the pool stays at what the "
+            "forecast needs once they arrive. The first column is the hiring target above, "
+            "the same number: it covers the target's recruiting window. &#8224; marks months "
+            "whose hires arrive after the forecast horizon: their need is carried over from "
+            "the last forecast weeks, so treat them as provisional."
         )
         + _table(
             headers,

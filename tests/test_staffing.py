@@ -455,27 +455,69 @@ def test_more_attrition_never_lowers_hires(values, current: int, attrition, lead
     assert min(high["hires_needed"], high["surplus"]) == 0
 
 
+def _plan(
+    weeks: pd.DataFrame,
+    current: int,
+    attrition: float,
+    params: StaffingParams = FAST,
+    months: int = 6,
+    window_weeks: int = 4,
+) -> pd.DataFrame:
+    target = recruiting_target(weeks, current, attrition, params, AS_OF, window_weeks)
+    return hiring_plan(weeks, current, attrition, params, AS_OF, target, months=months)
+
+
 def test_hiring_plan_hand_case() -> None:
-    # 15 weeks from 2026-01-05; lead 21 days; no attrition.
+    # 15 weeks from Monday 2026-01-05 (as_of); lead 21 days; no attrition; a 4-week window.
     values = [5, 5, 5, 10, 12, 15, 11, 14, 16, 13, 12, 20, 18, 17, 19]
-    plan = hiring_plan(pool_weeks(values), 10, 0.0, FAST, AS_OF, months=3)
-    assert plan["month"].tolist() == [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)]
-    # January's hires (recruiting from as_of) arrive 01-26 .. 02-22: weeks 01-26 .. 02-16.
+    weeks = pool_weeks(values)
+    target = recruiting_target(weeks, 10, 0.0, FAST, AS_OF, window_weeks=4)
+    plan = hiring_plan(weeks, 10, 0.0, FAST, AS_OF, target, months=3)
+    # Months run from as_of: Jan 5, Feb 5, Mar 5 (not Jan 1, Feb 1, Mar 1).
+    assert plan["month"].tolist() == [date(2026, 1, 5), date(2026, 2, 5), date(2026, 3, 5)]
+    # The first month is the target: window 01-26 .. 02-23 (weeks 10, 12, 15, 11), 15 - 10 = 5.
+    assert target["hires_needed"] == 5 and target["target_pool"] == 15
+    # Then recruiting from 02-05 arrives 02-26 .. 03-26 (weeks 16, 13, 12, 20), from 03-05
+    # arrives 03-26 .. 04-26 (weeks 18, 17, 19, then past the forecast: the last 4 weeks' 20).
     assert plan["arrival_start"].tolist() == [
         date(2026, 1, 26),
-        date(2026, 2, 22),
-        date(2026, 3, 22),
+        date(2026, 2, 26),
+        date(2026, 3, 26),
     ]
-    assert plan["pool_needed"].tolist() == [15, 16, 20]
-    assert plan["expected_pool"].tolist() == [10.0, 15.0, 16.0]
-    assert plan["hires"].tolist() == [5, 1, 4]
-    assert plan["cumulative_hires"].tolist() == [5, 6, 10]
-    # March's window ends 04-22: the week of 04-20 is past the last forecast week (04-13).
+    assert plan["arrival_end"].tolist() == [date(2026, 2, 23), date(2026, 3, 26), date(2026, 4, 26)]
+    assert plan["pool_needed"].tolist() == [15, 20, 20]
+    assert plan["expected_pool"].tolist() == [10.0, 15.0, 20.0]
+    assert plan["hires"].tolist() == [5, 5, 0]
+    assert plan["cumulative_hires"].tolist() == [5, 10, 10]
     assert plan["beyond_horizon"].tolist() == [False, False, True]
 
 
+def test_the_first_month_is_the_recruiting_target() -> None:
+    """One answer: the plan's first month hires what the target says, for the target's window,
+    whatever the pool, the attrition or the lead time."""
+    rng = np.random.default_rng(8)
+    for _ in range(30):
+        weeks = pool_weeks(rng.integers(0, 60, 26).tolist())
+        params = StaffingParams(time_to_hire_days=int(rng.integers(0, 90)), onboarding_days=7)
+        current, attrition = int(rng.integers(0, 80)), float(rng.uniform(0, 0.6))
+        target = recruiting_target(weeks, current, attrition, params, AS_OF, window_weeks=8)
+        first = hiring_plan(weeks, current, attrition, params, AS_OF, target).iloc[0]
+        assert first["hires"] == target["hires_needed"]
+        assert first["pool_needed"] == target["target_pool"]
+        assert first["arrival_start"] == target["window_start"]
+        assert first["arrival_end"] == target["window_end"]
+        assert first["month"] == AS_OF
+
+
+def test_a_target_of_another_run_is_refused() -> None:
+    weeks = pool_weeks([20] * 26)
+    target = recruiting_target(weeks, 20, 0.1, FAST, AS_OF, window_weeks=8)
+    with pytest.raises(ValueError, match="another as_of or lead time"):
+        hiring_plan(weeks, 20, 0.1, FAST, date(2026, 1, 12), target)
+
+
 def test_hiring_plan_replaces_leavers_month_by_month() -> None:
-    plan = hiring_plan(pool_weeks([20] * 26), 20, 0.3, FAST, AS_OF)
+    plan = _plan(pool_weeks([20] * 26), 20, 0.3)
     assert len(plan) == 6
     # A steady need: each month hires what attrition took since the last arrival.
     assert (plan["hires"] >= 0).all() and plan["hires"].sum() >= 2
@@ -495,8 +537,8 @@ def test_hiring_plan_replaces_leavers_month_by_month() -> None:
 def test_hiring_plan_more_attrition_never_hires_fewer(values, current, attrition, lead) -> None:
     params = StaffingParams(time_to_hire_days=lead, onboarding_days=0)
     weeks = pool_weeks(values)
-    low = hiring_plan(weeks, current, attrition[0], params, AS_OF)
-    high = hiring_plan(weeks, current, attrition[1], params, AS_OF)
+    low = _plan(weeks, current, attrition[0], params)
+    high = _plan(weeks, current, attrition[1], params)
     assert (high["cumulative_hires"] >= low["cumulative_hires"]).all()
     assert (low["hires"] >= 0).all()
     if attrition[0] == 0.0:  # without attrition the plan hires exactly the growth

@@ -104,6 +104,19 @@ def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
     assert history[0] == 371 and str(history[1]) == str(AS_OF - timedelta(days=1))
     assert history[2] >= 0 and history[3] == 2
     assert len(plan_rows) == 8 and {n for _, _, n, _ in plan_rows} == {6}
+    with engine.connect() as conn:  # one answer to "how many to hire", in every scenario
+        disagreeing = conn.exec_driver_sql(
+            "SELECT t.region, t.role, t.scenario, t.hires_needed, p.hires, p.month "
+            "FROM current_recruiting_target t JOIN current_hiring_plan p "
+            "ON p.region = t.region AND p.role = t.role AND p.scenario = t.scenario "
+            "AND p.month = (SELECT min(month) FROM current_hiring_plan) "
+            "WHERE p.hires <> t.hires_needed OR p.arrival_start <> t.window_start"
+        ).all()
+        first_month = str(
+            conn.exec_driver_sql("SELECT min(month) FROM current_hiring_plan").scalar_one()
+        )
+    assert disagreeing == []
+    assert first_month == str(AS_OF)  # months start at as_of, not the 1st of its month
     assert counted == 8  # the demo agency has offers and nurses in every region and role
     artifacts = _artifacts(run["flow_run_id"])
     assert {"hiring-targets", "on-call-pools", "weekly-forecast-progress"} <= set(artifacts)
