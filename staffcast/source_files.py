@@ -423,15 +423,11 @@ class StreamedFile:
             yield from _parquet_batches(found, raw, self.chunk_rows)
             return
         delimiter = found.delimiter or ","
-        try:
-            with _arrow_csv_stream(found.path, raw, delimiter, self.block_bytes) as reader:
-                yield from reader
-        except pa.ArrowInvalid as exc:
-            raise _csv_error(found.path, found.table, raw, delimiter, exc) from None
-        except OSError as exc:
-            raise SourceUnavailable(
-                f"Could not read the source file '{found.path}' ({exc})."
-            ) from exc
+        with (
+            _csv_errors(found, raw),
+            _arrow_csv_stream(found.path, raw, delimiter, self.block_bytes) as reader,
+        ):
+            yield from reader
 
 
 # --- CSV ---------------------------------------------------------------------------------------
@@ -439,14 +435,23 @@ class StreamedFile:
 
 def _read_csv(found: _TableFile) -> pd.DataFrame:
     """The needed columns of a CSV file, every value a string, empty fields missing."""
-    path, table, names = found.path, found.table, list(found.names)
-    try:
-        data = _arrow_csv(path, names, found.delimiter or ",", use_threads=True)
-    except pa.ArrowInvalid as exc:
-        raise _csv_error(path, table, names, found.delimiter or ",", exc) from None
-    except OSError as exc:
-        raise SourceUnavailable(f"Could not read the source file '{path}' ({exc}).") from exc
+    names = list(found.names)
+    with _csv_errors(found, names):
+        data = _arrow_csv(found.path, names, found.delimiter or ",", use_threads=True)
     return data.to_pandas(types_mapper=_string_dtype)
+
+
+@contextlib.contextmanager
+def _csv_errors(found: _TableFile, raw_names: list[str]) -> Iterator[None]:
+    """A malformed CSV or one that is not UTF-8 stops the run (with the row or byte); one that
+    cannot be read is unavailable."""
+    try:
+        yield
+    except pa.ArrowInvalid as exc:
+        delimiter = found.delimiter or ","
+        raise _csv_error(found.path, found.table, raw_names, delimiter, exc) from None
+    except OSError as exc:
+        raise SourceUnavailable(f"Could not read the source file '{found.path}' ({exc}).") from exc
 
 
 def _csv_options(
@@ -638,33 +643,30 @@ def _first_bad_utf8(path: Path) -> tuple[int, int, int] | None:
 # --- Parquet -----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _parquet_errors(found: _TableFile) -> Iterator[None]:
+    """A file that is not Parquet stops the run (rule file_format); one that cannot be read is
+    unavailable."""
+    try:
+        yield
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        hint = _parquet_hint(found.path, exc)
+        raise _format_error(found.path, found.table, f"not a valid Parquet file ({hint})") from None
+    except OSError as exc:
+        raise SourceUnavailable(f"Could not read the source file '{found.path}' ({exc}).") from exc
+
+
 def _read_parquet(found: _TableFile) -> pd.DataFrame:
     """The needed columns of a Parquet file, with the file's own types."""
-    path = found.path
-    try:
-        with pq.ParquetFile(path) as parquet:
-            data = parquet.read(columns=list(found.names))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise _format_error(
-            path, found.table, f"not a valid Parquet file ({_parquet_hint(path, exc)})"
-        ) from None
-    except OSError as exc:
-        raise SourceUnavailable(f"Could not read the source file '{path}' ({exc}).") from exc
+    with _parquet_errors(found), pq.ParquetFile(found.path) as parquet:
+        data = parquet.read(columns=list(found.names))
     return data.to_pandas(types_mapper=_string_dtype)
 
 
 def _parquet_batches(found: _TableFile, raw: list[str], rows: int) -> Iterator[pa.RecordBatch]:
     """The columns ``raw`` of a Parquet file, ``rows`` at a time, with the file's own types."""
-    path = found.path
-    try:
-        with pq.ParquetFile(path) as parquet:
-            yield from parquet.iter_batches(batch_size=rows, columns=raw)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise _format_error(
-            path, found.table, f"not a valid Parquet file ({_parquet_hint(path, exc)})"
-        ) from None
-    except OSError as exc:
-        raise SourceUnavailable(f"Could not read the source file '{path}' ({exc}).") from exc
+    with _parquet_errors(found), pq.ParquetFile(found.path) as parquet:
+        yield from parquet.iter_batches(batch_size=rows, columns=raw)
 
 
 def _parquet_hint(path: Path, exc: Exception) -> str:
