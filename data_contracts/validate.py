@@ -17,6 +17,7 @@ of its recent demand stops the run, whatever the agency-wide share.
 
 from __future__ import annotations
 
+import gc
 import logging
 import warnings
 from collections.abc import Callable, Iterator
@@ -545,7 +546,8 @@ def _validate_offers(
     chunk_outcomes: list[list[RuleOutcome]] = []
     quarantine, window, kept = [], [], []
     offset = 0
-    for chunk in _slices(table):
+    for number, chunk in enumerate(_slices(table), start=1):
+        _collect_now_and_then(number)
         if offset == 0:
             _keep_samples(samples, "shift_offers", chunk)
         part = _compact_raw(
@@ -684,7 +686,8 @@ class _RequestPass:
         limit = int(max_quarantine_share * rows_read)
         held: list[pd.DataFrame] = []
         offset = 0
-        for chunk in _slices(table):
+        for number, chunk in enumerate(_slices(table), start=1):
+            _collect_now_and_then(number)
             if offset == 0:
                 _keep_samples(samples, "shift_requests", chunk)
             part = parsing.parse_shift_requests(
@@ -834,6 +837,20 @@ class _RequestPass:
         facts = window.merge(requests, on="_key", how="inner")[columns]
         # Categories: a million offers in a few bytes each, not a Python string per value.
         return facts.astype({c: "category" for c in ("facility_id", "role", "response")})
+
+
+_COLLECT_EVERY = 4
+"""Chunks between two full garbage collections during validation."""
+
+
+def _collect_now_and_then(chunk_number: int) -> None:
+    """A full garbage collection before every :data:`_COLLECT_EVERY`-th chunk: Great
+    Expectations leaves frames in reference cycles, which Python's own schedule frees late when
+    millions of long-lived objects are loaded, so the garbage of many chunks piled up (at 2,000
+    facilities the validation peak varied by 330 MB between runs; with this, 1,820 MB). A
+    collection costs about half a second; every chunk would add 10% to validation's CPU."""
+    if chunk_number % _COLLECT_EVERY == 0:
+        gc.collect()
 
 
 def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
