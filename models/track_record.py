@@ -40,6 +40,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from models.regional import week_start
+
 LEAD_BANDS: tuple[tuple[int, int], ...] = ((1, 7), (8, 28), (29, 91), (92, 182))
 """Lead days scored together (inclusive): the first week, the next three, the quarter, the
 rest of the 26-week horizon."""
@@ -202,9 +204,7 @@ def achieved_service_level(
         "service_level",
     ]
     realised = demand.assign(date=pd.to_datetime(demand["date"]))
-    realised["week_start"] = realised["date"] - pd.to_timedelta(
-        realised["date"].dt.day_of_week, unit="D"
-    )
+    realised["week_start"] = week_start(realised["date"]).to_numpy()
     rates = acceptance[acceptance["offers"] > 0].assign(
         week_start=lambda f: pd.to_datetime(f["week_start"]),
         acceptance_rate=lambda f: f["accepted"] / f["offers"],

@@ -381,13 +381,17 @@ class StreamedFile:
     def _columns(self) -> tuple[str, ...]:
         return self.selected or SOURCE_COLUMNS[self.found.table]
 
-    def __iter__(self) -> Iterator[pd.DataFrame]:
+    @property
+    def _raw(self) -> list[str]:
+        """The file's header names of :attr:`_columns`, in their order."""
         raw_of = dict(zip(SOURCE_COLUMNS[self.found.table], self.found.names, strict=True))
-        raw = [raw_of[c] for c in self._columns]
+        return [raw_of[c] for c in self._columns]
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
         parts: list[pa.RecordBatch] = []
         held = 0
         empty = True
-        for batch in self._batches(raw):
+        for batch in self._batches():
             parts.append(batch)
             held += batch.num_rows
             if held >= self.chunk_rows:
@@ -395,7 +399,7 @@ class StreamedFile:
                 yield self._frame(parts)
                 parts, held = [], 0
         if parts or empty:
-            yield self._frame(parts, raw)
+            yield self._frame(parts)
 
     def narrowed(self, columns: tuple[str, ...]) -> StreamedFile:
         """The same rows with only ``columns`` (the first pass over the request ids)."""
@@ -405,20 +409,19 @@ class StreamedFile:
         """Read the whole file once, keeping nothing, so that a file that is not valid CSV or
         Parquet, or not UTF-8 in a column staffcast reads, stops the run when the source is
         read, as a whole read would; returns its rows."""
-        raw_of = dict(zip(SOURCE_COLUMNS[self.found.table], self.found.names, strict=True))
-        return sum(b.num_rows for b in self._batches([raw_of[c] for c in self._columns]))
+        return sum(batch.num_rows for batch in self._batches())
 
-    def _frame(self, parts: list[pa.RecordBatch], raw: list[str] | None = None) -> pd.DataFrame:
+    def _frame(self, parts: list[pa.RecordBatch]) -> pd.DataFrame:
         if parts:
             data = pa.Table.from_batches(parts)
         else:  # no rows: the columns as text
-            data = pa.table({name: pa.array([], pa.string()) for name in raw or []})
+            data = pa.table({name: pa.array([], pa.string()) for name in self._raw})
         frame = data.to_pandas(types_mapper=_string_dtype)
         frame.columns = list(self._columns)
         return frame
 
-    def _batches(self, raw: list[str]) -> Iterator[pa.RecordBatch]:
-        found = self.found
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        found, raw = self.found, self._raw
         if found.parquet:
             yield from _parquet_batches(found, raw, self.chunk_rows)
             return
