@@ -49,7 +49,8 @@ STAGE_WEIGHTS = {
     "demand": 0.05,
     "forecast": 0.6,
     "regional": 0.1,
-    "plan": 0.1,
+    "plan": 0.08,
+    "track_record": 0.02,
     "publish": 0.05,
 }
 """Share (0-1) of a run's progress artifact each stage completes (the forecast dominates)."""

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +75,7 @@ from reports.html_report import write_report
 from reports.reporting_db import preflight, refused
 from reports.schema import reporting_engine
 from reports.targets_csv import TARGET_COLUMNS, targets_csv_path, write_targets_csv
+from reports.track_record import TrackRecord, score_published
 from staffcast import __version__
 from staffcast.dask_cluster import check_engine, dask_task_runner, release
 from staffcast.die_with_parent import die_with_parent
@@ -83,7 +84,7 @@ from staffcast.mapping import SourceMapping, load_mapping
 from staffcast.retry import read_source, retry_reason
 from staffcast.run_control import CANCELLATION, Heartbeat, RunCancelled, wait_until
 from staffcast.settings import Settings
-from staffcast.source import SourceExtract, redact_url
+from staffcast.source import SourceExtract, as_of_instant, redact_url
 
 if TYPE_CHECKING:  # Great Expectations is imported by the validate task: Dask workers skip it
     from data_contracts.validate import ValidationResult
@@ -111,6 +112,8 @@ class RunSummary:
     rows_excluded: int = 0
     warnings: tuple[str, ...] = ()
     """Sentences about demand the plan may miss (bad rows hiding a region's requests)."""
+    drift: tuple[str, ...] = ()
+    """Sentences about track-record measures outside their band (reports.track_record)."""
 
 
 def today_in(zone: str) -> date:
@@ -411,6 +414,33 @@ def _plan_inputs(
 
 
 @task(**TASK_OPTIONS)
+def track_record(
+    reporting_url: str, as_of: date, history: pd.DataFrame, validated: ValidationResult
+) -> TrackRecord:
+    """Score the published runs of earlier weeks against the demand that came: forecasts,
+    pools, drift (reports.track_record); read now, written with the run's publish."""
+    engine = reporting_engine(reporting_url)
+    try:
+        record = score_published(
+            engine, as_of, history, validated.offers, validated.tables["facilities"]
+        )
+    except sa.exc.DBAPIError as exc:
+        raise refused(exc, reporting_url, "reading the track record") from exc
+    finally:
+        engine.dispose()
+    logger = get_run_logger()
+    logger.info(
+        "Track record: %d forecast scores and %d pool weeks added; %d drift flag(s)",
+        len(record.forecast_score),
+        len(record.pool_outcome),
+        len(record.flags),
+    )
+    for message in record.flags["message"]:
+        logger.warning("Drift: %s", message)
+    return record
+
+
+@task(**TASK_OPTIONS)
 def publish(
     reporting_url: str,
     run_id: str,
@@ -548,6 +578,17 @@ def weekly_forecast(
         return _weekly_run(settings, as_of)
 
 
+def _cut_at(source: SourceExtract, as_of: date, zone: str) -> SourceExtract:
+    """The extract as a run at ``as_of`` reads it (validation cuts at as_of). Validation takes
+    the tables out of their dict and may change them: each run gets its own dict and its own
+    (copy-on-write) frames, so the extract serves the next run unchanged."""
+    tables = {
+        name: frame.copy(deep=False) if isinstance(frame, pd.DataFrame) else frame
+        for name, frame in source.tables.items()
+    }
+    return replace(source, as_of=as_of, as_of_utc=as_of_instant(as_of, zone), tables=tables)
+
+
 @contextmanager
 def _cancellable() -> Iterator[None]:
     """SIGTERM and SIGINT raise RunCancelled in the flow (in place of Prefect's handler, whose
@@ -564,7 +605,12 @@ def _cancellable() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _weekly_run(settings: Settings, as_of: date | None) -> RunSummary:
+def _weekly_run(
+    settings: Settings, as_of: date | None, source: SourceExtract | None = None
+) -> RunSummary:
+    """One weekly run. ``source``: an extract the caller read at a later as_of (``staffcast
+    replay`` reads the source once for all its weeks): it is cut at this run's as_of, as
+    every extract is (validation keeps only rows that existed before as_of)."""
     what_ifs = _parse_scenarios(settings.scenarios)
     _check_region_staffing(settings)
     check_engine(settings.dask_address, settings.dask_workers)
@@ -596,7 +642,10 @@ def _weekly_run(settings: Settings, as_of: date | None) -> RunSummary:
         )
         with beat:
             extract_with_retries = functools.partial(extract, src_url, as_of, settings, mapping)
-            source = stages.run("extract", extract_with_retries)
+            if source is None:
+                source = stages.run("extract", extract_with_retries)
+            else:
+                source = _cut_at(source, as_of, settings.agency_timezone)
             validated = stages.run("validate", validate, source, settings)
             _release_free_memory()  # the chunks' frames are gone; give their pages back
             _data_quality_artifact(
@@ -629,6 +678,7 @@ def _weekly_run(settings: Settings, as_of: date | None) -> RunSummary:
             staffing = stages.run(
                 "plan", plan, simulation, validated, as_of, settings, config.calendar, what_ifs
             )
+            record = stages.run("track_record", track_record, rep_url, as_of, history, validated)
             extracted, used, quarantined = validated.rows("shift_requests")
             excluded = validated.excluded_rows("shift_requests")
             counts = {
@@ -637,7 +687,10 @@ def _weekly_run(settings: Settings, as_of: date | None) -> RunSummary:
                 "rows_quarantined": quarantined,
                 "rows_excluded": excluded,
             }
-            tables = _publishable(validated, history, simulation, forecast, evaluation, staffing)
+            tables = {
+                **_publishable(validated, history, simulation, forecast, evaluation, staffing),
+                **record.tables(),
+            }
             stages.run("publish", publish, rep_url, run_id, tables, counts, settings.backfill)
     except BaseException as exc:  # noqa: BLE001 - a cancellation is recorded too, then raised
         if not started:  # nothing of the run is in the database yet
@@ -681,9 +734,12 @@ def _weekly_run(settings: Settings, as_of: date | None) -> RunSummary:
         str(Path(targets_csv).resolve()),
         excluded,
         tuple(validated.impact.warnings()),
+        tuple(record.flags["message"]),
     )
-    create_markdown_artifact(_markdown(summary, staffing), key="weekly-forecast-summary")
-    _table_artifacts(staffing)
+    create_markdown_artifact(
+        _markdown(summary, staffing, record.flags), key="weekly-forecast-summary"
+    )
+    _table_artifacts(staffing, record.flags)
     stages.progress(1.0, "Weekly run: published")
     logger.info(
         "Published run %s: rows extracted %d = used %d + quarantined %d + excluded %d",
@@ -907,8 +963,9 @@ def _json_cells(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def _table_artifacts(staffing: StaffingPlan) -> None:
-    """Hiring targets (every scenario) and base on-call pools as Prefect table artifacts."""
+def _table_artifacts(staffing: StaffingPlan, flags: pd.DataFrame) -> None:
+    """Hiring targets (every scenario), base on-call pools and drift flags (one row each, none
+    when nothing drifted) as Prefect table artifacts."""
     targets = staffing.recruiting_target[list(TARGET_COLUMNS)]
     create_table_artifact(
         _json_cells(targets),
@@ -922,9 +979,14 @@ def _table_artifacts(staffing: StaffingPlan) -> None:
         key="on-call-pools",
         description="Base scenario: nurses to hold on call per region, role and week",
     )
+    create_table_artifact(
+        _json_cells(flags),
+        key="track-record-drift",
+        description="Track record measures outside their band (drift), one row each",
+    )
 
 
-def _markdown(summary: RunSummary, staffing: StaffingPlan) -> str:
+def _markdown(summary: RunSummary, staffing: StaffingPlan, flags: pd.DataFrame) -> str:
     targets = staffing.recruiting_target
     scenarios = sorted(set(targets["scenario"]) - {BASE_SCENARIO})
     targets = targets[targets["scenario"] == BASE_SCENARIO]
@@ -937,6 +999,8 @@ def _markdown(summary: RunSummary, staffing: StaffingPlan) -> str:
         "",
         *[f"**Warning:** {w}" for w in summary.warnings],
         *([""] if summary.warnings else []),
+        *[f"**Drift:** {message}" for message in flags["message"]],
+        *([""] if len(flags) else []),
         "| region | role | current pool | target pool | hires needed | recruit by |",
         "|---|---|---|---|---|---|",
     ]

@@ -93,12 +93,22 @@ def score_forecasts(
         keys: the series columns (``facility_id, role`` or ``region, role``).
 
     Returns:
-        One row per earlier run, key and lead band that has realised days: ``scored_run_id,
-        as_of, *keys, lead_band`` and the :data:`SUM_COLUMNS`. Forecast days without realised
+        One row per earlier run, key, lead band and Monday-start week that has realised days:
+        ``scored_run_id, as_of, *keys, lead_band, week_start, first_day, last_day`` (the
+        row's first and last scored day) and the :data:`SUM_COLUMNS`. Forecast days without realised
         demand are left out (not yet known); so are days whose seasonal-naive day is unknown.
     """
     keys = list(keys)
-    columns = ["scored_run_id", "as_of", *keys, "lead_band", *SUM_COLUMNS]
+    columns = [
+        "scored_run_id",
+        "as_of",
+        *keys,
+        "lead_band",
+        "week_start",
+        "first_day",
+        "last_day",
+        *SUM_COLUMNS,
+    ]
     if forecast.empty or actual.empty:
         return pd.DataFrame(columns=columns)
     realised = actual[[*keys, "date", "demand"]].assign(date=pd.to_datetime(actual["date"]))
@@ -126,6 +136,8 @@ def score_forecasts(
             "as_of": rows["as_of"].dt.date.to_numpy(),
             **{key: rows[key].to_numpy() for key in keys},
             "lead_band": rows["lead_band"].to_numpy(),
+            "week_start": week_start(rows["date"]).date,
+            "day": rows["date"].dt.date.to_numpy(),
             "days": 1,
             "actual_total": y,
             "forecast_total": rows["mean"].to_numpy(dtype=float),
@@ -138,8 +150,13 @@ def score_forecasts(
             "under_p95": (y <= rows["p95"].to_numpy(dtype=float)).astype(int),
         }
     )
-    group = ["scored_run_id", "as_of", *keys, "lead_band"]
-    return scored.groupby(group, sort=True)[list(SUM_COLUMNS)].sum().reset_index()[columns]
+    group = ["scored_run_id", "as_of", *keys, "lead_band", "week_start"]
+    grouped = scored.groupby(group, sort=True)
+    sums = grouped[list(SUM_COLUMNS)].sum()
+    sums["first_day"] = grouped["day"].min()
+    sums["last_day"] = grouped["day"].max()
+    order = ["scored_run_id", *keys, "week_start"]
+    return sums.reset_index().sort_values(order, kind="stable", ignore_index=True)[columns]
 
 
 def score_ratios(sums: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -177,38 +194,42 @@ def achieved_service_level(
     Args:
         pools: ``region, role, scenario, week_start, recommended_pool, service_level,
             max_shifts_per_week``: the pools published for past weeks (one per region, role,
-            scenario and week: the latest published before the week began).
+            scenario and week: the latest published before the week began); further columns
+            (e.g. the run that published the pool) are passed through.
         demand: ``region, role, date, demand``: realised daily demand (shifts) per region and
             role.
         acceptance: ``region, role, week_start, offers, accepted``: the offers made for shifts
-            of each week and how many were accepted. A week without offers is not judged (its
-            acceptance rate is unknown).
+            of each week and how many were accepted (:func:`weekly_acceptance`). A week without
+            offers is not judged (its acceptance rate is unknown).
 
     Returns:
-        One row per region, role, scenario and week with realised days: ``days``,
-        ``covered`` (the sum over its days of ``P(Binomial(pool, a) >= demand)``, 0 for every
-        day of a week over the shift cap), ``acceptance_rate`` (``a``, the week's
-        accepted/offers), ``over_cap`` (the week's total exceeded pool x max shifts), and
-        ``service_level`` (promised). ``covered / days`` summed over any span of weeks is the
-        achieved service level there.
+        One row per region, role, scenario and week with realised days: the pool's columns,
+        ``offers, accepted, acceptance_rate`` (``a = accepted / offers``), ``days``,
+        ``actual_total`` and ``peak_day`` (shifts), ``covered`` (the sum over its days of
+        ``P(Binomial(pool, a) >= demand)``, 0 for every day of a week over the shift cap) and
+        ``over_cap`` (the week's total exceeded pool x max shifts). ``covered / days`` summed
+        over any span of weeks is the achieved service level there.
     """
+    keys = ["region", "role", "scenario", "week_start"]
+    passed = [c for c in pools.columns if c not in keys]
     columns = [
-        "region",
-        "role",
-        "scenario",
-        "week_start",
-        "days",
-        "covered",
+        *keys,
+        *passed,
+        "offers",
+        "accepted",
         "acceptance_rate",
+        "days",
+        "actual_total",
+        "peak_day",
+        "covered",
         "over_cap",
-        "service_level",
     ]
     realised = demand.assign(date=pd.to_datetime(demand["date"]))
     realised["week_start"] = week_start(realised["date"]).to_numpy()
     rates = acceptance[acceptance["offers"] > 0].assign(
         week_start=lambda f: pd.to_datetime(f["week_start"]),
         acceptance_rate=lambda f: f["accepted"] / f["offers"],
-    )[["region", "role", "week_start", "acceptance_rate"]]
+    )[["region", "role", "week_start", "offers", "accepted", "acceptance_rate"]]
     judged = (
         pools.assign(week_start=pd.to_datetime(pools["week_start"]))
         .merge(rates, on=["region", "role", "week_start"], how="inner")
@@ -221,16 +242,149 @@ def achieved_service_level(
     # P(Binomial(n, a) >= d) = sf(d - 1); a day without demand is covered for sure
     covered = stats.binom.sf(day_demand - 1, pool, judged["acceptance_rate"].to_numpy(float))
     judged["covered"] = np.where(day_demand <= 0, 1.0, covered)
-    group = ["region", "role", "scenario", "week_start"]
-    weekly = judged.groupby(group, sort=True).agg(
-        days=("date", "size"),
-        covered=("covered", "sum"),
-        total=("demand", "sum"),
-        pool=("recommended_pool", "first"),
-        cap=("max_shifts_per_week", "first"),
-        acceptance_rate=("acceptance_rate", "first"),
-        service_level=("service_level", "first"),
-    )
-    weekly["over_cap"] = weekly["total"] > weekly["pool"] * weekly["cap"]
+    grouped = judged.groupby(keys, sort=True)
+    weekly = grouped[[*passed, "offers", "accepted", "acceptance_rate"]].first()
+    weekly["days"] = grouped["date"].size()
+    weekly["actual_total"] = grouped["demand"].sum()
+    weekly["peak_day"] = grouped["demand"].max()
+    weekly["covered"] = grouped["covered"].sum()
+    cap = weekly["recommended_pool"] * weekly["max_shifts_per_week"]
+    weekly["over_cap"] = weekly["actual_total"] > cap
     weekly.loc[weekly["over_cap"], "covered"] = 0.0
-    return weekly.reset_index()[columns]
+    out = weekly.reset_index()
+    out["week_start"] = out["week_start"].dt.date
+    return out[columns]
+
+
+def weekly_acceptance(offers: pd.DataFrame, facilities: pd.DataFrame) -> pd.DataFrame:
+    """Offers and acceptances per region, role and Monday-start week of the shift.
+
+    ``offers``: ``facility_id, role, shift_start`` (UTC), ``response`` (the used offers with
+    their request, ``ValidationResult.offers``); ``facilities``: ``facility_id, region,
+    timezone``. A shift's week is that of its start on the facility's local calendar.
+
+    Returns ``region, role, week_start, offers, accepted`` (one row per combination seen).
+    """
+    columns = ["region", "role", "week_start", "offers", "accepted"]
+    if offers.empty:
+        return pd.DataFrame(columns=columns)
+    fac = facilities.set_index("facility_id")
+    zones = offers["facility_id"].map(fac["timezone"])
+    starts = pd.DatetimeIndex(offers["shift_start"])
+    local = pd.Series(pd.NaT, index=offers.index, dtype="datetime64[ns]")
+    for zone in pd.unique(zones.dropna()):
+        at = (zones == zone).to_numpy()
+        local.iloc[np.flatnonzero(at)] = (
+            starts[at].tz_convert(str(zone)).tz_localize(None).as_unit("ns")
+        )
+    frame = pd.DataFrame(
+        {
+            "region": offers["facility_id"].map(fac["region"]),
+            "role": offers["role"].astype(str),
+            "week_start": week_start(local).date,
+            "offers": 1,
+            "accepted": (offers["response"].astype(str) == "accepted").astype(int),
+        }
+    ).dropna(subset=["region", "week_start"])
+    return frame.groupby(columns[:3], sort=True)[["offers", "accepted"]].sum().reset_index()
+
+
+COVERAGE_BAND = (0.65, 0.92)
+"""Share of realised days inside [p10, p90] (0.8 promised) outside which a region drifts."""
+BIAS_LIMIT = 0.08
+"""Forecast / actual - 1 beyond which (either way) a region's forecasts drift."""
+SERVICE_SHORTFALL = 0.03
+"""Points the achieved service level may fall under the promise before it is flagged."""
+FORECAST_WEEKS = 8
+"""Scored weeks (the latest) the forecast flags look at."""
+SERVICE_WEEKS = 13
+"""Judged weeks (the latest) the service-level flag looks at."""
+MIN_WEEKS = 4
+"""Fewer weeks than this raise no flag (too few to tell drift from noise)."""
+
+
+def drift_flags(region_scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Measures that left their band: ``measure, region, role, weeks, value, low, high, message``.
+
+    ``region_scores``: region-level :func:`score_forecasts` rows (``region, role, week_start``
+    and the sums) of the whole record; coverage of [p10, p90] and bias are taken over the
+    latest :data:`FORECAST_WEEKS` weeks with scores (every lead band). ``outcomes``:
+    :func:`achieved_service_level` rows of the base scenario; the achieved service level is
+    taken over the latest :data:`SERVICE_WEEKS` judged weeks. A region and role with fewer than
+    :data:`MIN_WEEKS` weeks is not judged. Bias is flagged only when the difference is also
+    beyond the Poisson noise of the counts (``|forecast - actual| > 2 sqrt(forecast)``).
+    """
+    flags: list[dict[str, object]] = []
+    if not region_scores.empty:
+        recent_weeks = sorted(set(region_scores["week_start"]))[-FORECAST_WEEKS:]
+        recent = region_scores[region_scores["week_start"].isin(recent_weeks)]
+        weeks = recent.groupby(["region", "role"])["week_start"].nunique().rename("weeks")
+        ratios = score_ratios(recent, ["region", "role"]).join(weeks, on=["region", "role"])
+        low, high = COVERAGE_BAND
+        for row in ratios[ratios["weeks"] >= MIN_WEEKS].itertuples():
+            span = f"over the last {row.weeks} scored weeks"
+            if not low <= row.coverage_p10_p90 <= high:
+                flags.append(
+                    {
+                        "measure": "coverage_p10_p90",
+                        "region": row.region,
+                        "role": row.role,
+                        "weeks": row.weeks,
+                        "value": row.coverage_p10_p90,
+                        "low": low,
+                        "high": high,
+                        "message": f"{row.region} {row.role}: {row.coverage_p10_p90:.0%} of "
+                        f"days fell inside the forecast's 80% interval {span} (expected "
+                        f"{low:.0%}-{high:.0%}): the intervals are too "
+                        f"{'narrow' if row.coverage_p10_p90 < low else 'wide'}.",
+                    }
+                )
+            # beyond the limit, and beyond the Poisson noise of the counts (2 sd): a small
+            # region's 8 weeks of a few requests a day miss by 8% by chance alone
+            noise = 2.0 * np.sqrt(max(row.forecast_total, 1.0))
+            beyond_noise = abs(row.forecast_total - row.actual_total) > noise
+            if pd.notna(row.bias) and abs(row.bias) > BIAS_LIMIT and beyond_noise:
+                flags.append(
+                    {
+                        "measure": "bias",
+                        "region": row.region,
+                        "role": row.role,
+                        "weeks": row.weeks,
+                        "value": row.bias,
+                        "low": -BIAS_LIMIT,
+                        "high": BIAS_LIMIT,
+                        "message": f"{row.region} {row.role}: forecasts ran "
+                        f"{abs(row.bias):.0%} {'above' if row.bias > 0 else 'below'} the "
+                        f"demand that came {span} (limit ±{BIAS_LIMIT:.0%}).",
+                    }
+                )
+    if not outcomes.empty:
+        recent_weeks = sorted(set(outcomes["week_start"]))[-SERVICE_WEEKS:]
+        recent = outcomes[outcomes["week_start"].isin(recent_weeks)].assign(
+            promised_days=lambda f: f["service_level"] * f["days"]
+        )
+        held = recent.groupby(["region", "role"]).agg(
+            weeks=("week_start", "nunique"),
+            days=("days", "sum"),
+            covered=("covered", "sum"),
+            promised_days=("promised_days", "sum"),
+        )
+        for (region, role), row in held[held["weeks"] >= MIN_WEEKS].iterrows():
+            achieved, promised = row["covered"] / row["days"], row["promised_days"] / row["days"]
+            if achieved < promised - SERVICE_SHORTFALL:
+                flags.append(
+                    {
+                        "measure": "service_level",
+                        "region": region,
+                        "role": role,
+                        "weeks": int(row["weeks"]),
+                        "value": achieved,
+                        "low": promised - SERVICE_SHORTFALL,
+                        "high": None,
+                        "message": f"{region} {role}: the on-call pools covered the requests "
+                        f"on {achieved:.1%} of days over the last {int(row['weeks'])} weeks, "
+                        f"against {promised:.1%} promised.",
+                    }
+                )
+    columns = ["measure", "region", "role", "weeks", "value", "low", "high", "message"]
+    return pd.DataFrame(flags, columns=columns)

@@ -50,7 +50,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from reports.schema import CHILD_TABLES, advisory_lock_key, current_view, table
+from reports.schema import (
+    CHILD_TABLES,
+    SCORED_RUN_COLUMNS,
+    advisory_lock_key,
+    current_view,
+    table,
+)
 
 __all__ = [
     "INSERT_CHUNK_ROWS",
@@ -528,6 +534,10 @@ def _insert_rows(connection: Connection, target: Table, rows: _Rows) -> None:
     connection.execute(insert(target), rows.as_dicts())
 
 
+def _has_table(connection: Connection, name: str) -> bool:
+    return inspect(connection).has_table(name)
+
+
 def _has_column(connection: Connection, target: Table, name: str) -> bool:
     return any(column["name"] == name for column in inspect(connection).get_columns(target.name))
 
@@ -558,7 +568,9 @@ def publish_run(
     back. Either names the table and column.
 
     In the transaction: every other run with the same ``as_of`` is deleted (children first,
-    so it works without foreign-key cascades too), the frames are inserted, and the run gets
+    so it works without foreign-key cascades too; the track record that later runs kept of
+    it, :data:`reports.schema.SCORED_RUN_COLUMNS`, goes too: its forecasts are gone), the
+    frames are inserted, and the run gets
     ``status='published'``, ``finished_at`` and ``counts`` (``rows_excluded`` is written only
     when it is not 0, the column's server default: so a caller without exclusions can still
     publish into a database of revision 0002 or older, as the migration tests do). Any error
@@ -606,6 +618,10 @@ def publish_run(
             for name in reversed(CHILD_TABLES):
                 child = table(name)
                 connection.execute(delete(child).where(child.c.run_id.in_(replaced)))
+            for name, column in SCORED_RUN_COLUMNS.items():  # what later runs scored of them
+                if _has_table(connection, name):
+                    child = table(name)
+                    connection.execute(delete(child).where(child.c[column].in_(replaced)))
             connection.execute(delete(forecast_run).where(forecast_run.c.run_id.in_(replaced)))
 
         for item in prepared:

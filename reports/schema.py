@@ -42,7 +42,11 @@ data-contract summary; a run stopped by a batch rule keeps its rows there withou
 Beyond SPEC §6 too: ``demand_history`` (the demand behind each run's charts) and
 ``hiring_plan`` (month by month, next to ``recruiting_target``); ``data_quality_impact`` (the
 demand that each run's quarantined and excluded shift_requests rows would have carried, kept
-like ``validation_result`` for a run a batch rule stopped); ``forecast_run.rows_excluded``.
+like ``validation_result`` for a run a batch rule stopped); ``forecast_run.rows_excluded``;
+the track record (revision 0005): ``forecast_score`` (earlier runs' forecasts against the
+demand that came), ``pool_outcome`` (did earlier runs' on-call pools hold) and
+``track_record_flag`` (drift). Their ``current_`` views show what the current run scored; the
+whole record is the rows of every published run (each pair is scored once).
 
 Primary keys are the "one row per" columns of SPEC §6. ``holiday_coverage`` also has ``date`` in
 its key: with a horizon longer than a year the same holiday name occurs twice.
@@ -114,6 +118,10 @@ __all__ = [
     "HolidayCoverage",
     "HiringPlan",
     "DataQualityImpact",
+    "ForecastScore",
+    "PoolOutcome",
+    "TrackRecordFlag",
+    "SCORED_RUN_COLUMNS",
     "SCHEMA_REVISION",
     "ReportingSchemaError",
     "SchemaChange",
@@ -516,6 +524,110 @@ class DataQualityImpact(Base):
     window_days: Mapped[int] = mapped_column(comment="days before as_of counted as recent")
 
 
+class ForecastScore(Base):
+    """How an earlier published run's daily forecasts did once their days had passed.
+
+    Stored by the run that scored them (``run_id``): each run scores, for every earlier
+    published run (``scored_run_id``, of ``scored_as_of``), the realised days before its own
+    as_of that no other published run has scored yet, so each (earlier run, day) pair is scored
+    once and a rerun of an as_of replaces its own scores. ``level`` is ``facility`` (one row per
+    facility and role; ``region`` is the facility's) or ``region`` (``facility_id`` is ``*``).
+    A row holds sums over the days of one Monday-start week (``week_start``) within one lead
+    band (``lead_band``: lead day = days after the scored run's as_of + 1; bands 1-7, 8-28,
+    29-91, 92-182), from ``first_day`` to ``last_day``; ratios are taken over any span by adding
+    rows: bias = forecast_total / actual_total - 1, WAPE = abs_error / actual_total, MASE =
+    abs_error / naive_abs_error (seasonal naive: the same weekday of the last week before the
+    scored run's as_of), pinball = pinball_total / days, coverage = in_p10_p90 / days.
+    """
+
+    __tablename__ = "forecast_score"
+    __table_args__ = (CheckConstraint("level IN ('facility', 'region')", name="level_known"),)
+
+    run_id: Mapped[RunIdKey]
+    level: Mapped[Key] = mapped_column(String(16), comment="facility or region")
+    region: Mapped[Key]
+    facility_id: Mapped[Key] = mapped_column(comment="* on region rows")
+    role: Mapped[Key]
+    scored_run_id: Mapped[Key] = mapped_column(
+        String(40), index=True, comment="the earlier run whose forecasts are scored"
+    )
+    scored_as_of: Mapped[dt.date] = mapped_column(comment="as_of of the scored run")
+    lead_band: Mapped[Key] = mapped_column(String(16), comment="lead days, e.g. 1-7")
+    week_start: Mapped[DayKey] = mapped_column(comment="Monday of the scored days")
+    first_day: Mapped[dt.date] = mapped_column(comment="first scored day of the row")
+    last_day: Mapped[dt.date] = mapped_column(comment="last scored day of the row")
+    days: Mapped[Days]
+    actual_total: Mapped[float] = mapped_column(comment="shifts (requests) realised")
+    forecast_total: Mapped[float] = mapped_column(comment="shifts forecast (sum of means)")
+    abs_error: Mapped[float] = mapped_column(comment="sum of |mean - actual|, shifts")
+    naive_abs_error: Mapped[float] = mapped_column(
+        comment="sum of |seasonal naive - actual|, shifts"
+    )
+    pinball_total: Mapped[float] = mapped_column(
+        comment="sum over days of the mean pinball loss of p025..p975, shifts"
+    )
+    in_p10_p90: Mapped[int] = mapped_column(comment="days with p10 <= actual <= p90")
+    under_p95: Mapped[int] = mapped_column(comment="days with actual <= p95")
+
+
+class PoolOutcome(Base):
+    """Did a published on-call pool hold? One row per past week, scenario, region and role.
+
+    The pool is the one published for the week by the latest published run whose as_of is on
+    or before the week's Monday (``pool_run_id``); the week is judged once, by the first run
+    after its last day. ``covered`` is the sum over the week's days of P(Binomial(pool, a) >=
+    the day's realised demand), ``a`` the acceptance rate the week's offers showed (accepted /
+    offers, offers for shifts of the week, by the facility's local day); every day of a week
+    whose total exceeded pool x max_shifts_per_week counts 0. The achieved service level over
+    any span is sum(covered) / sum(days), beside the promised ``service_level``.
+    """
+
+    __tablename__ = "pool_outcome"
+
+    run_id: Mapped[RunIdKey]
+    scenario: Mapped[Key]
+    region: Mapped[Key]
+    role: Mapped[Key]
+    week_start: Mapped[DayKey]
+    pool_run_id: Mapped[str] = mapped_column(
+        String(40), index=True, comment="the run that published the pool"
+    )
+    pool_as_of: Mapped[dt.date]
+    recommended_pool: Mapped[Nurses]
+    service_level: Mapped[Share] = mapped_column(comment="promised; share 0-1")
+    max_shifts_per_week: Mapped[int] = mapped_column(comment="shifts per nurse per week")
+    offers: Mapped[int] = mapped_column(comment="offers for shifts of the week")
+    accepted: Mapped[int] = mapped_column(comment="of them accepted")
+    acceptance_rate: Mapped[Share]
+    days: Mapped[Days]
+    actual_total: Mapped[int] = mapped_column(comment="shifts (requests) realised in the week")
+    peak_day: Mapped[int] = mapped_column(comment="shifts on the week's busiest day")
+    covered: Mapped[float] = mapped_column(comment="expected days covered (sum of P)")
+    over_cap: Mapped[bool] = mapped_column(comment="the week's total exceeded the shift cap")
+
+
+class TrackRecordFlag(Base):
+    """A measure of the track record that left its band at a run (drift; never fatal).
+
+    ``measure``: ``coverage_p10_p90`` (share of realised days inside [p10, p90], region level,
+    the last 8 scored weeks), ``bias`` (forecast / actual - 1, region level, the same weeks),
+    or ``service_level`` (achieved service level of the base pools over the last 13 judged
+    weeks, against ``low`` = the promise minus 3 points).
+    """
+
+    __tablename__ = "track_record_flag"
+
+    run_id: Mapped[RunIdKey]
+    measure: Mapped[Key] = mapped_column(String(32))
+    region: Mapped[Key]
+    role: Mapped[Key]
+    weeks: Mapped[int] = mapped_column(comment="weeks the measure covers")
+    value: Mapped[float]
+    low: Mapped[float | None] = mapped_column(comment="lower end of the band")
+    high: Mapped[float | None] = mapped_column(comment="upper end of the band")
+    message: Mapped[str] = mapped_column(Text)
+
+
 #: Tables that hang off forecast_run, in insertion order (delete in reverse or any order).
 CHILD_TABLES: tuple[str, ...] = (
     "quarantined_row",
@@ -529,7 +641,15 @@ CHILD_TABLES: tuple[str, ...] = (
     "holiday_coverage",
     "hiring_plan",
     "data_quality_impact",
+    "forecast_score",
+    "pool_outcome",
+    "track_record_flag",
 )
+#: Child tables that also name an earlier run (column): that run's replacement deletes them.
+SCORED_RUN_COLUMNS: dict[str, str] = {
+    "forecast_score": "scored_run_id",
+    "pool_outcome": "pool_run_id",
+}
 #: Every reporting table, parent first.
 TABLES: tuple[str, ...] = ("forecast_run", *CHILD_TABLES)
 #: Every ``current_*`` view, in creation order.
@@ -594,7 +714,7 @@ class ReportingSchemaError(StaffcastError):
 #: Alembic scripts of the reporting schema (shipped inside the package).
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The migration whose schema the ORM tables of this module are (a test checks it is the head).
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 #: Revision of a database created before migrations by the old ``create_schema``.
 FIRST_REVISION = "0001"
 _SCHEMA_LOCK = "staffcast.reporting.schema"

@@ -114,6 +114,25 @@ def _parser() -> argparse.ArgumentParser:
         help="YAML file of scenarios: name -> {parameter[.ROLE]: value} (with --scenario too)",
     )
 
+    replay = commands.add_parser(
+        "replay",
+        help="run the weekly flow at every week of a past span and publish them in order "
+        "(a track record from day one)",
+    )
+    replay.add_argument("--from", dest="start", type=_date, required=True, help="first as_of")
+    replay.add_argument("--to", dest="end", type=_date, required=True, help="last as_of")
+    replay.add_argument(
+        "--every", type=int, default=7, help="days between as_ofs (default 7: weekly)"
+    )
+    replay.add_argument("--source", help="SQLAlchemy URL or folder of the source")
+    replay.add_argument("--mapping", type=Path, help="YAML source mapping (as for run)")
+    replay.add_argument("--reporting", help="SQLAlchemy URL of the reporting database")
+    replay.add_argument(
+        "--allow-future-as-of", action="store_true", help="allow as_ofs after today (as for run)"
+    )
+    replay.add_argument("--scenario", action="append", help="what-if stored beside base")
+    replay.add_argument("--scenario-file", type=Path, help="YAML file of scenarios")
+
     check = commands.add_parser(
         "validate", help="run the data contracts alone on a source and print a summary"
     )
@@ -291,6 +310,39 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from flows.replay import replay
+    from staffcast.settings import Settings
+
+    settings = Settings()
+    scenarios = _scenarios(args)
+    _check_reporting(settings, args.reporting)
+    with _prefect_api(settings):
+        summary = replay(
+            start=args.start,
+            end=args.end,
+            every=args.every,
+            source_url=args.source,
+            reporting_url=args.reporting,
+            scenarios=scenarios,
+            source_mapping=str(args.mapping) if args.mapping is not None else None,
+            allow_future_as_of=True if args.allow_future_as_of else None,
+        )
+        CANCELLATION.finish()
+    print(
+        f"\nReplay {args.start} .. {args.end} every {args.every} days: "
+        f"{len(summary.published)} run(s) published, {len(summary.skipped)} already published "
+        f"(skipped), {len(summary.stopped)} stopped by a data rule; "
+        f"{summary.seconds:.0f} s (source read once in {summary.read_seconds:.1f} s)."
+    )
+    for as_of, reason in summary.stopped:
+        print(f"  {as_of}: {reason}")
+    if summary.published:
+        last = summary.published[-1]
+        print(f"  last run: {last.run_id} (as of {last.as_of}); report: {last.report_path}")
+    return 0
+
+
 def _check_reporting(settings: Settings, url: str | None) -> None:
     """The reporting database's preflight, before the Prefect server starts: a database that
     refuses costs a second or two."""
@@ -374,6 +426,8 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     )
     for warning in summary.warnings:
         print(f"  Warning: {warning}")
+    for drift in summary.drift:
+        print(f"  Drift: {drift}")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -645,6 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "demo": _demo,
         "run": _run,
+        "replay": _replay,
         "validate": _validate,
         "forecast": _forecast,
         "report": _report,
@@ -653,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        if args.command in ("demo", "run"):
+        if args.command in ("demo", "run", "replay"):
             CANCELLATION.reset()
             CANCELLATION.install()
             _quiet_expected_tracebacks()
@@ -670,7 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # What the run did is decided: a SIGTERM while the process winds down is held by the
         # finished cancellation handler (the exit status stays the run's; not SIG_IGN, which
         # processes started later would inherit), SIGINT gets its handler back.
-        if before[signal.SIGTERM] is signal.SIG_DFL and args.command in ("demo", "run"):
+        if before[signal.SIGTERM] is signal.SIG_DFL and args.command in ("demo", "run", "replay"):
             del before[signal.SIGTERM]
         for signum, handler in before.items():
             signal.signal(signum, handler)

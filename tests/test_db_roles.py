@@ -23,7 +23,14 @@ from sqlalchemy.exc import ProgrammingError
 import reports.publish as publish_module
 from reports.db_admin import READER_VIEWS, ReaderGrantError, grant_reader
 from reports.publish import publish_run, start_run
-from reports.schema import TABLES, create_schema, current_view, downgrade_schema, upgrade_schema
+from reports.schema import (
+    SCHEMA_REVISION,
+    TABLES,
+    create_schema,
+    current_view,
+    downgrade_schema,
+    upgrade_schema,
+)
 from staffcast.cli import main
 from tests.conftest import POSTGRES_URL, fresh_database
 from tests.test_publish import AS_OF, COUNTS, result_frames
@@ -175,13 +182,15 @@ def test_grant_reader_refuses_what_it_cannot_do_safely(database: Engine, role: s
 @pytest.mark.postgres
 def test_grant_reader_needs_the_schema_at_head(tmp_path: Path, role: str) -> None:
     with fresh_database("postgresql", tmp_path) as engine:
-        with pytest.raises(ReaderGrantError, match="revision none, not 0004.*db upgrade"):
+        with pytest.raises(
+            ReaderGrantError, match=f"revision none, not {SCHEMA_REVISION}.*db upgrade"
+        ):
             grant_reader(engine, role)
         upgrade_schema(engine, "0001")
-        with pytest.raises(ReaderGrantError, match="revision 0001, not 0004"):
+        with pytest.raises(ReaderGrantError, match=f"revision 0001, not {SCHEMA_REVISION}"):
             grant_reader(engine, role)
         upgrade_schema(engine, "0002")
-        with pytest.raises(ReaderGrantError, match="revision 0002, not 0004"):
+        with pytest.raises(ReaderGrantError, match=f"revision 0002, not {SCHEMA_REVISION}"):
             grant_reader(engine, role)
 
 

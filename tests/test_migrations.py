@@ -52,8 +52,12 @@ TABLES_0003 = ("data_quality_impact",)
 COLUMNS_0003 = {"forecast_run": ("rows_excluded",)}
 #: Columns revision 0004 added (absent at 0003).
 COLUMNS_0004 = {"forecast_run": ("heartbeat_at", "current_since")}
+#: Tables revision 0005 added (absent at 0004).
+TABLES_0005 = ("forecast_score", "pool_outcome", "track_record_flag")
 #: Tables added after revision 0001.
-AFTER_0001 = (*NEW_TABLES, *TABLES_0003)
+AFTER_0001 = (*NEW_TABLES, *TABLES_0003, *TABLES_0005)
+#: Tables added after revision 0002.
+AFTER_0002 = (*TABLES_0003, *TABLES_0005)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -66,7 +70,7 @@ def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 def shape_0002_frames(as_of: dt.date = AS_OF) -> dict[str, pd.DataFrame]:
     """A run's frames as revision 0002 knew them: no data_quality_impact."""
     frames = result_frames(as_of)
-    for name in TABLES_0003:
+    for name in AFTER_0002:
         del frames[name]
     return frames
 
@@ -184,15 +188,15 @@ def test_upgrade_from_0002_keeps_published_runs(empty: Engine) -> None:
     assert "data_quality_impact" not in inspect(empty).get_table_names()
     assert "rows_excluded" not in columns_of(empty, "forecast_run")
     old_run = publish_0002_run(empty)
-    before = row_counts(empty, tuple(name for name in TABLES if name not in TABLES_0003))
+    before = row_counts(empty, tuple(name for name in TABLES if name not in AFTER_0002))
 
     change = upgrade_schema(empty)
 
     assert (change.before, change.after) == ("0002", SCHEMA_REVISION)
     assert differences_from_orm(empty) == []
-    assert row_counts(empty, TABLES) == {**before, "data_quality_impact": 0}
+    assert row_counts(empty, TABLES) == {**before, **dict.fromkeys(AFTER_0002, 0)}
     for name in TABLES:
-        expected = set() if name in TABLES_0003 else {old_run}
+        expected = set() if name in AFTER_0002 else {old_run}
         assert view_run_ids(empty, name) == expected, name
     old = latest_published_run(empty)
     assert old is not None and old["run_id"] == old_run
@@ -270,13 +274,13 @@ def test_a_database_made_at_0002_before_migrations_is_stamped_and_upgraded(
     old_run = publish_0002_run(empty)
     with empty.begin() as connection:
         connection.exec_driver_sql("DROP TABLE alembic_version")
-    before = row_counts(empty, tuple(name for name in TABLES if name not in TABLES_0003))
+    before = row_counts(empty, tuple(name for name in TABLES if name not in AFTER_0002))
 
     change = upgrade_schema(empty)
 
     assert (change.before, change.after) == (None, SCHEMA_REVISION)
     assert differences_from_orm(empty) == []
-    assert row_counts(empty, TABLES) == {**before, "data_quality_impact": 0}
+    assert row_counts(empty, TABLES) == {**before, **dict.fromkeys(AFTER_0002, 0)}
     assert view_run_ids(empty, "hiring_plan") == {old_run}
 
 

@@ -222,7 +222,66 @@ def result_frames(as_of: dt.date, tag: int = 0) -> dict[str, pd.DataFrame]:
             "window_days": 28,
         }
     )
+    earlier = as_of - dt.timedelta(days=7)
+    score = pd.DataFrame(
+        {
+            "level": ["facility", "facility", "region"],
+            "region": "North",
+            "facility_id": ["F1", "F2", "*"],
+            "role": "RN",
+            "scored_run_id": "earlier-run",
+            "scored_as_of": earlier,
+            "lead_band": "1-7",
+            "week_start": earlier,
+            "first_day": earlier,
+            "last_day": earlier + dt.timedelta(days=6),
+            "days": 7,
+            "actual_total": [30.0 + tag, 20.0, 50.0 + tag],
+            "forecast_total": [28.5, 21.0, 49.5],
+            "abs_error": [6.5, 3.0, 8.0],
+            "naive_abs_error": [9.0, 4.0, 11.0],
+            "pinball_total": [2.1, 1.0, 3.2],
+            "in_p10_p90": np.array([6, 5, 6], dtype=np.int64),
+            "under_p95": np.array([7, 7, 7], dtype=np.int64),
+        }
+    )
+    outcome = pd.DataFrame(
+        {
+            "scenario": ["base", "tight"],
+            "region": "North",
+            "role": "RN",
+            "week_start": earlier,
+            "pool_run_id": "earlier-run",
+            "pool_as_of": earlier,
+            "recommended_pool": np.array([12 + tag, 14], dtype=np.int64),
+            "service_level": [0.95, 0.9],
+            "max_shifts_per_week": 5,
+            "offers": 40,
+            "accepted": 14,
+            "acceptance_rate": 0.35,
+            "days": 7,
+            "actual_total": 21,
+            "peak_day": 5,
+            "covered": [6.9, 6.95],
+            "over_cap": False,
+        }
+    )
+    flags = pd.DataFrame(
+        {
+            "measure": ["bias"],
+            "region": ["North"],
+            "role": ["RN"],
+            "weeks": [8],
+            "value": [0.11 + tag],
+            "low": [-0.08],
+            "high": [0.08],
+            "message": ["North RN: forecasts ran 11% above the demand that came."],
+        }
+    )
     return {
+        "forecast_score": score,
+        "pool_outcome": outcome,
+        "track_record_flag": flags,
         "demand_history": history,
         "hiring_plan": hiring,
         "data_quality_impact": impact,

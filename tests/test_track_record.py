@@ -13,9 +13,11 @@ from scipy import stats
 from models.track_record import (
     QUANTILE_COLUMNS,
     achieved_service_level,
+    drift_flags,
     lead_band,
     score_forecasts,
     score_ratios,
+    weekly_acceptance,
 )
 
 AS_OF = date(2026, 3, 2)  # a Monday
@@ -102,8 +104,12 @@ def test_sums_add_up_over_spans_and_bands() -> None:
     rng = np.random.default_rng(2)
     actual = _actual("2026-02-23", rng.poisson(5, 7 + 35).tolist())
     sums = score_forecasts(forecast, actual, ["facility_id", "role"])
-    assert sums["lead_band"].tolist() == ["1-7", "29-91", "8-28"]
-    assert sums["days"].tolist() == [7, 7, 21]
+    # one row per band and Monday-start week, with its first and last day
+    assert sums["lead_band"].tolist() == ["1-7", "8-28", "8-28", "8-28", "29-91"]
+    assert sums["days"].tolist() == [7] * 5
+    assert (sums["first_day"] == sums["week_start"]).all()
+    assert (sums["last_day"] == sums["week_start"] + pd.Timedelta(days=6)).all()
+    assert score_ratios(sums, ["lead_band"])["days"].tolist() == [7, 7, 21]
     whole = score_ratios(sums, ["facility_id"]).iloc[0]
     realised = actual["demand"].to_numpy()[7:]
     assert whole["days"] == 35
@@ -186,3 +192,123 @@ def test_a_week_over_the_shift_cap_did_not_hold_and_a_week_without_offers_is_not
     )
     assert none.empty
     assert math.isclose(float(held.iloc[0]["acceptance_rate"]), 1.0)
+
+
+def test_offers_count_in_the_week_of_the_shift_on_the_facilitys_calendar() -> None:
+    facilities = pd.DataFrame(
+        {
+            "facility_id": ["F1", "F2"],
+            "region": ["north", "west"],
+            "timezone": ["America/Chicago", "America/Los_Angeles"],
+        }
+    )
+    offers = pd.DataFrame(
+        {
+            "facility_id": ["F1", "F1", "F2", "F2"],
+            "role": "RN",
+            # Monday 03:00 UTC is Sunday evening in Chicago: the week before
+            "shift_start": pd.to_datetime(
+                ["2026-03-09 03:00", "2026-03-09 15:00", "2026-03-09 15:00", "2026-03-10 15:00"],
+                utc=True,
+            ),
+            "response": ["accepted", "declined", "accepted", "no_response"],
+        }
+    )
+    weekly = weekly_acceptance(offers, facilities)
+    assert weekly.to_dict("records") == [
+        {
+            "region": "north",
+            "role": "RN",
+            "week_start": date(2026, 3, 2),
+            "offers": 1,
+            "accepted": 1,
+        },
+        {
+            "region": "north",
+            "role": "RN",
+            "week_start": date(2026, 3, 9),
+            "offers": 1,
+            "accepted": 0,
+        },
+        {
+            "region": "west",
+            "role": "RN",
+            "week_start": date(2026, 3, 9),
+            "offers": 2,
+            "accepted": 1,
+        },
+    ]
+
+
+def _region_weeks(weeks: int, actual: float, forecast: float, inside: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "region": "north",
+            "role": "RN",
+            "week_start": [date(2026, 1, 5) + pd.Timedelta(weeks=w) for w in range(weeks)],
+            "days": 7,
+            "actual_total": actual,
+            "forecast_total": forecast,
+            "abs_error": abs(actual - forecast),
+            "naive_abs_error": 10.0,
+            "pinball_total": 1.0,
+            "in_p10_p90": inside,
+            "under_p95": 7,
+        }
+    )
+
+
+def _outcomes(weeks: int, covered: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "region": "north",
+            "role": "RN",
+            "week_start": [date(2026, 1, 5) + pd.Timedelta(weeks=w) for w in range(weeks)],
+            "days": 7,
+            "covered": covered,
+            "service_level": 0.95,
+        }
+    )
+
+
+def test_drift_is_flagged_outside_the_bands_and_not_on_too_few_weeks() -> None:
+    none = pd.DataFrame(columns=_outcomes(1, 7).columns)
+    steady = drift_flags(_region_weeks(10, 100, 103, 6), _outcomes(13, 7 * 0.95))
+    assert steady.empty  # coverage 6/7 = 0.86, bias 3%, achieved = promised
+    # the last 8 weeks: 12% high and only 3 days in 7 inside the interval
+    drifted = drift_flags(
+        pd.concat([_region_weeks(2, 100, 100, 6), _region_weeks(10, 100, 112, 3).iloc[2:]]),
+        none,
+    )
+    assert drifted["measure"].tolist() == ["coverage_p10_p90", "bias"]
+    assert drifted["weeks"].tolist() == [8, 8]
+    assert drifted["value"].tolist() == pytest.approx([3 / 7, 0.12])
+    assert "too narrow" in drifted["message"].iloc[0]
+    assert "12% above" in drifted["message"].iloc[1]
+    # achieved 0.91 against 0.95 promised: more than 3 points under
+    short = drift_flags(pd.DataFrame(columns=steady.columns), _outcomes(13, 7 * 0.91))
+    assert short[["measure", "weeks"]].to_dict("records") == [
+        {"measure": "service_level", "weeks": 13}
+    ]
+    assert short["value"].iloc[0] == pytest.approx(0.91)
+    assert short["low"].iloc[0] == pytest.approx(0.92)
+    assert "91.0% of days" in short["message"].iloc[0]
+    assert drift_flags(_region_weeks(3, 100, 150, 0), _outcomes(3, 0.0)).empty  # too few weeks
+
+
+def test_pool_columns_pass_through_with_the_weeks_totals() -> None:
+    accepted = pd.DataFrame(
+        {
+            "region": "north",
+            "role": "RN",
+            "week_start": [pd.Timestamp("2026-03-02")],
+            "offers": 10,
+            "accepted": 5,
+        }
+    )
+    pools = _pools(4).assign(pool_run_id="r0", pool_as_of=date(2026, 2, 23))
+    out = achieved_service_level(pools, _region_demand([1, 3, 2]), accepted)
+    row = out.iloc[0]
+    assert (row["pool_run_id"], row["pool_as_of"]) == ("r0", date(2026, 2, 23))
+    assert (row["offers"], row["accepted"], row["actual_total"], row["peak_day"]) == (10, 5, 6, 3)
+    assert row["week_start"] == date(2026, 3, 2)
