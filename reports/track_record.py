@@ -131,9 +131,16 @@ def _score_forecasts(
     history: pd.DataFrame,
     facilities: pd.DataFrame,
 ) -> pd.DataFrame:
-    """forecast_score rows for the earlier runs' days not scored yet."""
+    """forecast_score rows for the earlier runs' days not scored yet, one earlier run at a time
+    (a national agency's run has millions of forecast rows; only the sums are kept)."""
+    columns = [c.name for c in table("forecast_score").columns if c.name != "run_id"]
     scored = _scored_days(connection, as_of, runs["run_id"])
-    facility_parts, region_parts = [], []
+    first = pd.Timestamp(runs["as_of"].min()) - pd.Timedelta(days=7)
+    recent = history[history["date"] >= first]
+    actual = recent[["facility_id", "role", "date", "demand"]]
+    regional = recent.groupby(["region", "role", "date"], as_index=False)["demand"].sum()
+    region_of = facilities.set_index("facility_id")["region"]
+    parts = []
     for run in runs.itertuples():
         end = min(as_of, run.as_of + dt.timedelta(days=int(run.horizon_days)))
         done = scored.get(run.run_id, set())
@@ -141,31 +148,25 @@ def _score_forecasts(
         days = [d for d in days if d not in done]
         if not days:
             continue
-        facility_parts.append(
-            _forecast_rows(connection, "demand_forecast", ["facility_id", "role"], run, days)
+        facility = score_forecasts(
+            _forecast_rows(connection, "demand_forecast", ["facility_id", "role"], run, days),
+            actual,
+            ["facility_id", "role"],
         )
-        region_parts.append(
-            _forecast_rows(connection, "regional_forecast", ["region", "role"], run, days)
+        facility["region"] = facility["facility_id"].map(region_of).fillna("(unknown)")
+        region = score_forecasts(
+            _forecast_rows(connection, "regional_forecast", ["region", "role"], run, days),
+            regional,
+            ["region", "role"],
         )
-    if not facility_parts:
-        return pd.DataFrame(columns=[c.name for c in table("forecast_score").columns])
-    first = pd.Timestamp(runs["as_of"].min()) - pd.Timedelta(days=7)
-    recent = history[history["date"] >= first]
-    actual = recent[["facility_id", "role", "date", "demand"]]
-    regional = recent.groupby(["region", "role", "date"], as_index=False)["demand"].sum()
-    facility = score_forecasts(pd.concat(facility_parts), actual, ["facility_id", "role"])
-    facility["region"] = (
-        facility["facility_id"]
-        .map(facilities.set_index("facility_id")["region"])
-        .fillna("(unknown)")
-    )
-    region = score_forecasts(pd.concat(region_parts), regional, ["region", "role"])
-    frames = [
-        facility.assign(level="facility"),
-        region.assign(level="region", facility_id=REGION_ROW),
-    ]
-    out = pd.concat(frames, ignore_index=True).rename(columns={"as_of": "scored_as_of"})
-    return out[[c.name for c in table("forecast_score").columns if c.name != "run_id"]]
+        parts += [
+            facility.assign(level="facility"),
+            region.assign(level="region", facility_id=REGION_ROW),
+        ]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(parts, ignore_index=True).rename(columns={"as_of": "scored_as_of"})
+    return out[columns]
 
 
 def _judge_pools(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, suppress
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from staffcast.errors import SourceUnavailable, StaffcastError, ValidationFailed
@@ -287,23 +287,31 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flow_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow parameters ``run`` and ``replay`` share, from their options (None: the
+    settings')."""
+    return {
+        "source_url": args.source,
+        "reporting_url": args.reporting,
+        "scenarios": _scenarios(args),
+        "source_mapping": str(args.mapping) if args.mapping is not None else None,
+        "allow_future_as_of": True if args.allow_future_as_of else None,
+    }
+
+
 def _run(args: argparse.Namespace) -> int:
     from flows.weekly_forecast import weekly_forecast
     from staffcast.settings import Settings
 
     settings = Settings()
-    scenarios = _scenarios(args)
+    options = _flow_options(args)
     _check_reporting(settings, args.reporting)
     with _prefect_api(settings):
         summary = weekly_forecast(
             as_of=args.as_of,
-            source_url=args.source,
-            reporting_url=args.reporting,
             horizon_days=args.horizon,
-            scenarios=scenarios,
-            source_mapping=str(args.mapping) if args.mapping is not None else None,
-            allow_future_as_of=True if args.allow_future_as_of else None,
             backfill=True if args.backfill else None,
+            **options,
         )
         CANCELLATION.finish()
     _print_summary(summary)
@@ -315,19 +323,10 @@ def _replay(args: argparse.Namespace) -> int:
     from staffcast.settings import Settings
 
     settings = Settings()
-    scenarios = _scenarios(args)
+    options = _flow_options(args)
     _check_reporting(settings, args.reporting)
     with _prefect_api(settings):
-        summary = replay(
-            start=args.start,
-            end=args.end,
-            every=args.every,
-            source_url=args.source,
-            reporting_url=args.reporting,
-            scenarios=scenarios,
-            source_mapping=str(args.mapping) if args.mapping is not None else None,
-            allow_future_as_of=True if args.allow_future_as_of else None,
-        )
+        summary = replay(start=args.start, end=args.end, every=args.every, **options)
         CANCELLATION.finish()
     print(
         f"\nReplay {args.start} .. {args.end} every {args.every} days: "
