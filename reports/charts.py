@@ -4,9 +4,11 @@ The building blocks: a :class:`Frame` maps data (x in days or weeks, y in shifts
 pixels inside an SVG ``viewBox``; :func:`line_path`, :func:`band_path`, :func:`step_path` and the
 axes return SVG fragments as strings. Coordinates are rounded to 0.1 px and written without
 trailing zeros, and a path's points after the first ``M`` are implicit line-tos, so a chart of a
-year of days stays a few kilobytes. Built from them, the report's two charts:
-:func:`weekly_pool_chart` (on-call pool per region, one role) and :func:`facility_demand_chart`
-(history, forecast bands, last year, for one facility and role).
+year of days stays a few kilobytes. Built from them, the report's charts:
+:func:`weekly_pool_chart` (on-call pool per region, one role), :func:`facility_demand_chart`
+(history, forecast bands, last year, for one facility and role) and
+:func:`weekly_accuracy_chart` (the track record: weekly demand against what earlier runs
+forecast for it, for one region and role).
 
 Every piece of text that reaches the SVG (labels, tooltips, attribute values) goes through
 :func:`html.escape`: region and facility names are free text. Styling is by CSS class, defined
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "ACCURACY_LEGEND",
     "CHART_CSS",
     "FACILITY_LEGEND",
     "HISTORY_CHART_DAYS",
@@ -38,6 +41,7 @@ __all__ = [
     "nice_ticks",
     "step_path",
     "svg",
+    "weekly_accuracy_chart",
     "weekly_pool_chart",
     "x_axis",
     "y_axis",
@@ -78,6 +82,12 @@ svg text { font-size: 10px; fill: #52606d; }
 .ly { stroke: #7b8794; fill: none; stroke-dasharray: 3 2; }
 .asof { stroke: #d97706; fill: none; stroke-dasharray: 2 2; }
 path.step { fill: none; stroke-width: 1.6; }
+.actual { stroke: #1f2933; fill: none; stroke-width: 1.6; }
+.ahead7 { stroke: #2563eb; fill: none; stroke-width: 1.4; }
+.ahead28 { stroke: #d97706; fill: none; stroke-width: 1.2; stroke-dasharray: 4 3; }
+circle.actual { fill: #1f2933; stroke: none; }
+circle.ahead7 { fill: #2563eb; stroke: none; }
+circle.ahead28 { fill: #d97706; stroke: none; }
 """ + "".join(
     f".s{index} {{ stroke: {colour}; fill: {colour}; }}\n"
     for index, colour in enumerate(SERIES_COLOURS)
@@ -402,5 +412,75 @@ def facility_demand_chart(
     )
     return (
         f'<figure class="facility" data-facility="{esc(facility)}" data-role="{esc(role)}">'
+        f"{caption}{svg(frame, ''.join(body), title)}</figure>"
+    )
+
+
+ACCURACY_LINES: tuple[tuple[str, str], ...] = (
+    ("actual", "actual demand"),
+    ("ahead_1_7", "forecast 1-7 days ahead"),
+    ("ahead_8_28", "forecast 8-28 days ahead"),
+)
+"""The columns :func:`weekly_accuracy_chart` draws, with what each line is."""
+_ACCURACY_CLASSES = {"actual": "actual", "ahead_1_7": "ahead7", "ahead_8_28": "ahead28"}
+
+ACCURACY_LEGEND = (
+    '<div class="legend">'
+    + "".join(
+        f'<span><svg viewBox="0 0 22 10"><path class="{_ACCURACY_CLASSES[column]}" '
+        f'd="M1 5H21"/></svg>{esc(label)}</span>'
+        for column, label in ACCURACY_LINES
+    )
+    + "</div>"
+)
+
+
+def _week_labels(weeks: list[dt.date], most: int) -> tuple[list[float], list[str]]:
+    """Positions (week index) and ``Oct 6`` labels of at most about ``most`` weeks."""
+    every = max(1, math.ceil(len(weeks) / most))
+    picked = range(0, len(weeks), every)
+    return [float(i) for i in picked], [f"{weeks[i]:%b} {weeks[i].day}" for i in picked]
+
+
+def weekly_accuracy_chart(
+    region: str, role: str, weekly: pd.DataFrame, weeks: list[dt.date]
+) -> str:
+    """One region and role's weekly demand against what earlier runs forecast, as a ``<figure>``.
+
+    ``weekly`` has ``week_start`` and the :data:`ACCURACY_LINES` columns, in shifts per 7-day
+    week (NaN where unknown); ``weeks`` are the Monday week starts along the x axis (the same
+    for every chart, so they line up). A line breaks at a week without a value; every point has
+    a ``<title>`` tooltip with its number.
+    """
+    index = {week: position for position, week in enumerate(weeks)}
+    weekly = weekly.sort_values("week_start")
+    x = np.array([index[week] for week in weekly["week_start"]], dtype=float)
+    values = weekly[[column for column, _ in ACCURACY_LINES]].to_numpy(dtype=float)
+    high = float(np.nanmax(values, initial=0.0)) if np.isfinite(values).any() else 0.0
+    ticks = nice_ticks(high * 1.02, 4)
+    frame = Frame(-0.5, len(weeks) - 0.5, 0, ticks[-1], width=430, height=170)
+    body = [y_axis(frame, ticks), x_axis(frame, *_week_labels(weeks, 6))]
+    for column, label in ACCURACY_LINES:
+        css_class = _ACCURACY_CLASSES[column]
+        y = weekly[column].to_numpy(dtype=float)
+        body.append(f'<path class="{css_class}" d="{line_path(x, y, frame)}"/>')
+        for week, px, py, value in zip(
+            weekly["week_start"], frame.x(x), frame.y(y), y, strict=True
+        ):
+            if not math.isfinite(value):
+                continue
+            tip = f"{region} · {role}, week of {week.isoformat()}: {label} {value:,.1f}"
+            tip += " shifts/week"
+            body.append(
+                f'<circle class="{css_class}" cx="{coordinate(px)}" cy="{coordinate(py)}" '
+                f'r="2.2"><title>{esc(tip)}</title></circle>'
+            )
+    title = (
+        f"{region} · {role}: demand per week (shifts) against the forecasts made 1-7 and 8-28 "
+        "days ahead"
+    )
+    caption = f"<figcaption><strong>{esc(region)}</strong> · {esc(role)}</figcaption>"
+    return (
+        f'<figure class="accuracy" data-region="{esc(region)}" data-role="{esc(role)}">'
         f"{caption}{svg(frame, ''.join(body), title)}</figure>"
     )

@@ -7,16 +7,22 @@ offline. Sections, most actionable first:
    when the run has them, the other scenarios side by side;
 2. the weekly on-call pool per region and role (chart and numbers);
 3. holiday coverage for the holidays in the horizon;
-4. per-facility demand charts: 26 weeks of history, the forecast with its 80% and 95% bands
+4. the track record, as of the run (what runs published up to its as_of stored): the drift
+   flags the run raised, weekly demand against the forecasts made 1-7 and 8-28 days ahead
+   (last 13 weeks), accuracy by lead band, achieved against promised service level;
+5. per-facility demand charts: 26 weeks of history, the forecast with its 80% and 95% bands
    and the same period last year (capped at ``max_facility_charts``, busiest first; the report
    says how many were left out and lists them);
-5. data quality: rows used, quarantined and excluded, the demand the quarantined and excluded
+6. data quality: rows used, quarantined and excluded, the demand the quarantined and excluded
    rows would have carried per region and role, failed data-contract rules;
-6. forecast accuracy of the backtests behind the chosen models.
+7. forecast accuracy of the backtests behind the chosen models.
 
-Above them, a warning banner (a ``div`` with ``role="alert"``, before the first heading) names
-every region and role that lost more than :data:`LOSS_WARNING_SHARE` of its recent demand to
-quarantined rows, worst first, with what was put back and what may be missing from the plan.
+Above them, two banners before the first heading. The drift banner (``div.alert.drift``)
+lists the run's track-record flags (a measure that left its band: interval coverage, bias or
+the service level the pools achieved), pools first. The data-loss banner (``div.alert`` with
+``role="alert"``) names every region and role that lost more than :data:`LOSS_WARNING_SHARE` of
+its recent demand to quarantined rows, worst first, with what was put back and what may be
+missing from the plan.
 
 Every value from the database is HTML-escaped, in tables and inside SVG text, titles and
 attributes: region names, facility ids and holiday names are free text. Data are read with a
@@ -36,9 +42,16 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, Select, func, select
 
+from models.track_record import LEAD_BANDS, SERVICE_SHORTFALL, SUM_COLUMNS, score_ratios
 from reports import charts
 from reports.publish import latest_published_run
 from reports.schema import table
+from reports.track_record import (
+    accuracy_by_band,
+    flags_of,
+    service_levels,
+    weekly_against_actual,
+)
 
 __all__ = [
     "BASE_SCENARIO",
@@ -84,6 +97,11 @@ div.alert p { margin: 0.3rem 0; }
 div.alert ul { margin: 0.3rem 0; padding-left: 1.2rem; }
 div.alert li { margin: 0.25rem 0; }
 div.alert a { color: #7f1d1d; }
+div.alert.drift { border-color: #f3c77a; border-left-color: #b45309; background: #fffbeb;
+                  color: #78350f; }
+div.alert.drift a { color: #78350f; }
+td.short { background: #fde8e8; color: #7f1d1d; font-weight: 600; }
+ul.flags { margin: 0.3rem 0; padding-left: 1.2rem; max-width: 60rem; }
 td.beyond { color: #7b8794; font-style: italic; }
 .late { color: #b91c1c; font-weight: 600; }
 .scroll { overflow-x: auto; }
@@ -594,7 +612,321 @@ def _holiday_section(connection: Connection, run_id: str) -> str:
     return _section("holidays", "Holiday coverage", body)
 
 
-# --- 4. facility demand -------------------------------------------------------------------------
+# --- 4. track record ----------------------------------------------------------------------------
+
+RECORD_WEEKS = 13
+"""Weeks of the track record the charts and the accuracy tables cover."""
+SERVICE_SPANS = (13, 52)
+"""Weeks over which the achieved service level is set against the promise."""
+_CHART_BANDS = ("1-7", "8-28")
+_LINE_COLUMNS = ("actual_1_7", "ahead_1_7", "actual_8_28", "ahead_8_28")
+_BAND_ORDER = [f"{first}-{last}" for first, last in LEAD_BANDS]
+_FLAG_ORDER = {"service_level": 0, "bias": 1, "coverage_p10_p90": 2}
+"""Pools that did not hold first: they are what a planner must act on."""
+
+
+def _ordered_flags(flags: pd.DataFrame) -> pd.DataFrame:
+    """The run's track-record flags, service level first, then bias, then coverage."""
+    rank = flags["measure"].map(_FLAG_ORDER).fillna(len(_FLAG_ORDER))
+    return (
+        flags.assign(rank=rank)
+        .sort_values(["rank", "region", "role"], kind="stable")
+        .drop(columns="rank")
+        .reset_index(drop=True)
+    )
+
+
+def _flag_list(flags: pd.DataFrame) -> str:
+    items = "".join(f"<li>{charts.esc(message)}</li>" for message in flags["message"])
+    return f'<ul class="flags">{items}</ul>'
+
+
+def _drift_banner(flags: pd.DataFrame) -> str:
+    """The drift warning at the top of the page, or ``""`` when the run raised no flag."""
+    if flags.empty:
+        return ""
+    return (
+        '<div class="alert drift" role="alert" id="drift">'
+        "<p><strong>The track record shows drift: plan with care.</strong></p>"
+        f"{_flag_list(flags)}"
+        '<p>The numbers are under <a href="#track-record">Track record</a>.</p></div>'
+    )
+
+
+def _band_label(band: Any) -> str:
+    return f"days {band}"
+
+
+def _signed_share(value: Any, decimals: int = 1) -> Markup:
+    """A 0-1 ratio as a signed percentage (``+4.2%``, ``-1.0%``); missing as a dash."""
+    if value is None or pd.isna(value):
+        return Markup("&mdash;")
+    percent = round(100 * float(value), decimals) + 0.0  # no "-0.0%"
+    return Markup(
+        charts.esc(f"{percent:+.{decimals}f}%" if percent else f"{percent:.{decimals}f}%")
+    )
+
+
+def _per_week(rows: pd.DataFrame) -> pd.DataFrame:
+    """:func:`weekly_against_actual` rows as one row per region, role and week, in shifts per
+    7-day week (a week may be partly scored): ``days`` (scored 1-7 days ahead), ``actual``
+    (from the 1-7 band, else the 8-28 one), ``actual_1_7``, ``ahead_1_7``, ``actual_8_28``,
+    ``ahead_8_28`` (NaN where the band has no row)."""
+    keys = ["region", "role", "week_start"]
+    rows = rows[rows["lead_band"].isin(_CHART_BANDS)]
+    if rows.empty:
+        return pd.DataFrame(columns=[*keys, "days", "actual", *_LINE_COLUMNS])
+    days = pd.to_numeric(rows["days"]).astype(float)
+    scaled = rows.assign(
+        days=days,
+        actual=pd.to_numeric(rows["actual_total"]).astype(float) / days * 7,
+        ahead=pd.to_numeric(rows["forecast_total"]).astype(float) / days * 7,
+    )
+    wide = scaled.set_index([*keys, "lead_band"])[["days", "actual", "ahead"]].unstack()
+    wide = wide.reindex(
+        columns=pd.MultiIndex.from_product([["days", "actual", "ahead"], _CHART_BANDS])
+    )
+    out = pd.DataFrame(
+        {
+            "days": wide[("days", "1-7")],
+            "actual": wide[("actual", "1-7")].fillna(wide[("actual", "8-28")]),
+            "actual_1_7": wide[("actual", "1-7")],
+            "ahead_1_7": wide[("ahead", "1-7")],
+            "actual_8_28": wide[("actual", "8-28")],
+            "ahead_8_28": wide[("ahead", "8-28")],
+        }
+    )
+    return out.reset_index().sort_values(keys, kind="stable", ignore_index=True)
+
+
+def _error(ahead: Any, actual: Any) -> Markup:
+    """Forecast against actual as a signed percentage (positive: the forecast ran high)."""
+    if pd.isna(ahead) or pd.isna(actual) or float(actual) <= 0:
+        return _signed_share(None)
+    return _signed_share(float(ahead) / float(actual) - 1.0)
+
+
+def _against_actual(weekly: pd.DataFrame) -> str:
+    """Charts (one per region and role) and the weekly numbers behind them."""
+    title = f"<h3>Forecast against actual, last {RECORD_WEEKS} weeks</h3>"
+    if weekly.empty:
+        return title + _note(
+            f"No region forecast made 1-28 days ahead was scored in the last {RECORD_WEEKS} weeks."
+        )
+    weeks = sorted(set(weekly["week_start"]))
+    figures = [
+        charts.weekly_accuracy_chart(str(region), str(role), series, weeks)
+        for (region, role), series in weekly.groupby(["region", "role"], sort=True)
+    ]
+    rows = [
+        [
+            record.region,
+            record.role,
+            record.week_start,
+            None if pd.isna(record.days) else int(record.days),
+            _number(record.actual),
+            _number(record.ahead_1_7),
+            _error(record.ahead_1_7, record.actual_1_7),
+            _number(record.ahead_8_28),
+            _error(record.ahead_8_28, record.actual_8_28),
+        ]
+        for record in weekly.itertuples(index=False)
+    ]
+    headers = [
+        "Region",
+        "Role",
+        "Week of (Monday)",
+        "Days scored (1-7 days ahead)",
+        "Actual (shifts/week)",
+        "Forecast 1-7 days ahead (shifts/week)",
+        "Error 1-7 days ahead",
+        "Forecast 8-28 days ahead (shifts/week)",
+        "Error 8-28 days ahead",
+    ]
+    return (
+        title
+        + _note(
+            "Demand per week (shifts, requests) per region and role, against the forecast the "
+            "runs published for it 1 to 7 days ahead (the week's own run) and 8 to 28 days ahead "
+            "(the runs of the weeks before). A week scored on fewer than 7 days, or by two runs, "
+            "is scaled to 7 days. Error is forecast over actual minus 1: positive, the forecast "
+            "ran high. Hover a point for its number; the table below has them all."
+        )
+        + charts.ACCURACY_LEGEND
+        + f'<div class="charts">{"".join(figures)}</div>'
+        + "<details><summary>Weekly numbers (shifts per week)</summary>"
+        + _table(headers, rows, right={4, 5, 6, 7, 8}, table_id="track-weekly")
+        + "</details>"
+    )
+
+
+def _ratio_cells(record: Any) -> list[Any]:
+    """Days, totals and ratios of one :func:`score_ratios` row, formatted."""
+    return [
+        _band_label(record.lead_band),
+        int(record.days),
+        _number(record.actual_total, 0),
+        _number(record.forecast_total, 0),
+        _signed_share(record.bias),
+        _share(record.wape, 1),
+        _number(record.mase, 2),
+        _share(record.coverage_p10_p90),
+        _share(record.coverage_p95),
+    ]
+
+
+_RATIO_HEADERS = [
+    "Lead",
+    "Days scored",
+    "Actual (shifts)",
+    "Forecast (shifts)",
+    "Bias",
+    "WAPE",
+    "MASE",
+    "Inside p10-p90 (expected 80%)",
+    "At or below p95 (expected 95%)",
+]
+
+
+def _by_band(sums: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """:func:`score_ratios` per ``keys`` and lead band, bands in lead order."""
+    ratios = score_ratios(sums, [*keys, "lead_band"])
+    rank = ratios["lead_band"].map({band: i for i, band in enumerate(_BAND_ORDER)})
+    ratios = ratios.assign(rank=rank.fillna(len(_BAND_ORDER)))
+    return ratios.sort_values([*keys, "rank", "lead_band"], kind="stable", ignore_index=True)
+
+
+def _accuracy_by_band(scores: pd.DataFrame) -> str:
+    """Accuracy per lead band: every region together and each region and role, then facilities."""
+    title = f"<h3>Accuracy by lead band, last {RECORD_WEEKS} weeks</h3>"
+    if scores.empty:
+        return title + _note(f"No forecast was scored in the last {RECORD_WEEKS} weeks.")
+    scores = scores.assign(**{column: pd.to_numeric(scores[column]) for column in SUM_COLUMNS})
+    parts = [
+        title,
+        _note(
+            "How close the forecasts came, by how far ahead they were made (lead: days after "
+            "the run's date). Bias is forecast over actual minus 1 (positive: forecasts ran "
+            "high); WAPE is the absolute error over actual; MASE compares the error with that of "
+            "repeating the last week before the run (below 1: better). Inside p10-p90 should be "
+            "near 80% and at or below p95 near 95%: much less and the bands are too narrow. "
+            "Days scored counts each region·role (or facility·role) day once."
+        ),
+    ]
+    region = scores[scores["level"] == "region"]
+    if not region.empty:
+        rows = [
+            [Markup("<strong>All regions</strong>"), *_ratio_cells(record)]
+            for record in _by_band(region, []).itertuples(index=False)
+        ]
+        rows += [
+            [_pair_label(record.region, record.role), *_ratio_cells(record)]
+            for record in _by_band(region, ["region", "role"]).itertuples(index=False)
+        ]
+        parts.append('<p class="lead">Region forecasts (what pools are sized on)</p>')
+        parts.append(
+            _table(
+                ["Region · role", *_RATIO_HEADERS],
+                rows,
+                right={3, 4, 5, 6, 7, 8, 9},
+                table_id="track-accuracy-region",
+            )
+        )
+    facility = scores[scores["level"] == "facility"]
+    if not facility.empty:
+        rows = [_ratio_cells(record) for record in _by_band(facility, []).itertuples(index=False)]
+        parts.append(
+            '<p class="lead">Facility forecasts, all facilities together (errors of single '
+            "facilities do not cancel out, so WAPE is higher than for regions)</p>"
+        )
+        parts.append(
+            _table(
+                _RATIO_HEADERS,
+                rows,
+                right={2, 3, 4, 5, 6, 7, 8},
+                table_id="track-accuracy-facility",
+            )
+        )
+    return "".join(parts)
+
+
+def _service_level_table(held: pd.DataFrame) -> str:
+    """Achieved against promised service level per scenario, region and role."""
+    short, long = SERVICE_SPANS
+    title = "<h3>Achieved against promised service level</h3>"
+    if held.empty:
+        return title + _note(f"No on-call pool was judged in the last {long} weeks.")
+    rank = {scenario: i for i, scenario in enumerate(_scenario_order(held["scenario"]))}
+    held = held.assign(rank=held["scenario"].map(rank)).sort_values(
+        ["rank", "region", "role"], kind="stable"
+    )
+    rows: list[list[Any]] = []
+    flags: list[list[str]] = []
+    for record in held.to_dict("records"):
+        row: list[Any] = [record["scenario"], record["region"], record["role"]]
+        flag_row = ["", "", ""]
+        for weeks in SERVICE_SPANS:
+            achieved, promised = record[f"achieved_{weeks}"], record[f"promised_{weeks}"]
+            below = pd.notna(achieved) and achieved < promised - SERVICE_SHORTFALL
+            row += [_count(record[f"weeks_{weeks}"]), _share(achieved, 1), _share(promised, 1)]
+            flag_row += ["", "short" if below else "", ""]
+        rows.append(row)
+        flags.append(flag_row)
+    headers = ["Scenario", "Region", "Role"]
+    for weeks in SERVICE_SPANS:
+        headers += [
+            f"Weeks judged (last {weeks})",
+            f"Achieved, last {weeks} weeks",
+            f"Promised, last {weeks} weeks",
+        ]
+    return (
+        title
+        + _note(
+            "Achieved service level: for each past day, the probability that the pool "
+            "published for its week (by the last run before the week began), with the "
+            "acceptance rate that week's offers showed, covered every request of the day; "
+            "averaged over the days. A week whose requests exceeded the pool's weekly shift cap "
+            f"counts as not covered. Highlighted: more than {100 * SERVICE_SHORTFALL:.0f} points "
+            "under the promise."
+        )
+        + _table(
+            headers,
+            rows,
+            right={4, 5, 7, 8},
+            table_id="track-service",
+            cell_classes=flags,
+        )
+    )
+
+
+def _track_record_section(connection: Connection, as_of: dt.date, flags: pd.DataFrame) -> str:
+    """What earlier runs' forecasts and pools came to, as the record stood at ``as_of``."""
+    title = "Track record"
+    scores = accuracy_by_band(connection, as_of, RECORD_WEEKS)
+    held = service_levels(connection, as_of, SERVICE_SPANS)
+    if scores.empty and held.empty:
+        empty = _note(
+            "No earlier published run has been scored yet: the track record begins with the "
+            "next weekly run, or <code>staffcast replay</code> fills in past weeks."
+        )
+        drift = _flag_list(flags) if not flags.empty else ""
+        return _section("track-record", title, drift + empty)
+    weekly = _per_week(weekly_against_actual(connection, as_of, RECORD_WEEKS))
+    parts = [
+        _note(
+            "How the forecasts and on-call pools that runs published did once their days had "
+            f"passed, as the record stood at this run ({charts.esc(as_of.isoformat())}): each "
+            "run scores the days of earlier runs that have passed since. The drift flags "
+            "compare the latest weeks with the bands the forecasts and pools promised."
+        ),
+        "<h3>Drift</h3>",
+        _flag_list(flags) if not flags.empty else _note("No measure left its band."),
+    ]
+    parts += [_against_actual(weekly), _accuracy_by_band(scores), _service_level_table(held)]
+    return _section("track-record", title, "".join(parts))
+
+
+# --- 5. facility demand -------------------------------------------------------------------------
 
 
 def _facility_section(connection: Connection, run: dict[str, Any], max_charts: int | None) -> str:
@@ -967,7 +1299,7 @@ def _impact_tables(impact: pd.DataFrame, run: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-# --- 5. data quality ----------------------------------------------------------------------------
+# --- 6. data quality ----------------------------------------------------------------------------
 
 
 def _quality_section(connection: Connection, run: dict[str, Any], impact: pd.DataFrame) -> str:
@@ -1050,7 +1382,7 @@ def _quality_section(connection: Connection, run: dict[str, Any], impact: pd.Dat
     return _section("quality", "Data quality", "".join(parts))
 
 
-# --- 6. accuracy --------------------------------------------------------------------------------
+# --- 7. accuracy --------------------------------------------------------------------------------
 
 
 def _accuracy_section(connection: Connection, run_id: str) -> str:
@@ -1147,7 +1479,8 @@ def _accuracy_section(connection: Connection, run_id: str) -> str:
 _NAV = (
     "<nav>"
     '<a href="#hiring">Hiring targets</a><a href="#pool">On-call pool</a>'
-    '<a href="#holidays">Holidays</a><a href="#facilities">Facilities</a>'
+    '<a href="#holidays">Holidays</a><a href="#track-record">Track record</a>'
+    '<a href="#facilities">Facilities</a>'
     '<a href="#quality">Data quality</a><a href="#accuracy">Accuracy</a>'
     "</nav>"
 )
@@ -1162,10 +1495,12 @@ def _render(connection: Connection, run: dict[str, Any], max_facility_charts: in
         "demand in shifts (requests), pools and hires in nurses"
     )
     impact = _impact_rows(connection, run_id)
+    flags = _ordered_flags(flags_of(connection, run_id))
     sections = [
         _hiring_section(connection, run_id),
         _pool_section(connection, run_id),
         _holiday_section(connection, run_id),
+        _track_record_section(connection, run["as_of"], flags),
         _facility_section(connection, run, max_facility_charts),
         _quality_section(connection, run, impact),
         _accuracy_section(connection, run_id),
@@ -1175,7 +1510,8 @@ def _render(connection: Connection, run: dict[str, Any], max_facility_charts: in
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         "<link rel='icon' href='data:,'>"
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{title}</h1><p class='meta'>{meta}</p>{_loss_banner(impact)}{_NAV}"
+        f"<h1>{title}</h1><p class='meta'>{meta}</p>"
+        f"{_drift_banner(flags)}{_loss_banner(impact)}{_NAV}"
         f"{''.join(sections)}</body></html>\n"
     )
 

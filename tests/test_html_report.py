@@ -18,12 +18,13 @@ from reports.html_report import write_report
 from reports.publish import RunCounts, publish_run, start_run
 from reports.schema import create_schema, reporting_engine
 from reports.targets_csv import TARGET_COLUMNS, write_targets_csv
+from tests.test_publish import result_frames
 
 AS_OF = dt.date(2026, 1, 5)
 EVIL_REGION = "<script>alert('x')</script>"
 EVIL_FACILITY = "<img src=x onerror=alert(1)>"
 EVIL_HOLIDAY = 'Founders" onmouseover="alert(2)'
-SECTION_IDS = ["hiring", "pool", "holidays", "facilities", "quality", "accuracy"]
+SECTION_IDS = ["hiring", "pool", "holidays", "track-record", "facilities", "quality", "accuracy"]
 COUNTS = RunCounts(rows_extracted=103, rows_used=100, rows_quarantined=3)
 
 
@@ -49,6 +50,19 @@ def default_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]
 @pytest.fixture
 def page(default_report: tuple[str, Path]) -> str:
     return default_report[1].read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def track_page(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The report of one published run of the publish tests' frames, which carry track-record
+    rows (forecast_score, pool_outcome, track_record_flag), shared read-only."""
+    folder = tmp_path_factory.mktemp("track")
+    engine = reporting_engine(f"sqlite:///{folder / 'reporting.db'}")
+    create_schema(engine)
+    publish(engine, result_frames(AS_OF))
+    path = write_report(engine, folder / "report.html")
+    engine.dispose()
+    return path.read_text(encoding="utf-8")
 
 
 def run_frames(
@@ -438,6 +452,167 @@ def test_empty_run_still_renders_every_section(engine: Engine, tmp_path: Path) -
     for name in SECTION_IDS:
         assert f'<section id="{name}">' in page
     assert "No base-scenario hiring targets" in page
+
+
+# --- the track record -------------------------------------------------------------------------
+
+
+def drift_banner(page: str) -> str:
+    """The drift banner's HTML ('' when there is none)."""
+    found = re.search(r'<div class="alert drift".*?</div>', page, flags=re.S)
+    return found.group(0) if found else ""
+
+
+def table_rows(html: str, table_id: str) -> list[list[str]]:
+    """The body rows of a table as lists of cell HTML."""
+    start = html.index(f'<table id="{table_id}">')
+    body = html[html.index("<tbody>", start) : html.index("</tbody>", start)]
+    return [
+        re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S)
+    ]
+
+
+def test_drift_banner_lists_the_run_flags_before_the_nav(track_page: str, page: str) -> None:
+    message = result_frames(AS_OF)["track_record_flag"]["message"].iloc[0]
+    banner = drift_banner(track_page)
+    assert message in banner
+    assert track_page.index(banner) < track_page.index("<nav>") < track_page.index("<h2")
+    assert "<table" not in banner and "<h2" not in banner
+    assert message in section(track_page, "track-record")  # listed again in the section
+    assert not drift_banner(page) and "No earlier published run has been scored" in page
+
+
+def test_track_record_charts_weekly_demand_against_the_forecast(track_page: str) -> None:
+    record = section(track_page, "track-record")
+    region = result_frames(AS_OF)["forecast_score"].query("level == 'region'").iloc[0]
+    assert '<figure class="accuracy" data-region="North" data-role="RN">' in record
+    assert record.count("<svg") - record.count('viewBox="0 0 22 10"') == 1
+    # A week's totals are scaled to 7 days; error is forecast over actual minus 1.
+    actual = region["actual_total"] / region["days"] * 7
+    forecast = region["forecast_total"] / region["days"] * 7
+    rows = table_rows(record, "track-weekly")
+    assert rows == [
+        [
+            "North",
+            "RN",
+            region["week_start"].isoformat(),
+            str(region["days"]),
+            f"{actual:,.1f}",
+            f"{forecast:,.1f}",
+            f"{100 * (forecast / actual - 1):+.1f}%",
+            "&mdash;",
+            "&mdash;",
+        ]
+    ]
+    assert f"actual demand {actual:,.1f} shifts/week" in record  # the point's tooltip
+
+
+def test_accuracy_by_lead_band_takes_ratios_of_the_summed_scores(track_page: str) -> None:
+    record = section(track_page, "track-record")
+    scores = result_frames(AS_OF)["forecast_score"]
+    region = scores[scores["level"] == "region"].iloc[0]
+    facility = scores[scores["level"] == "facility"]
+
+    def expected(actual: float, forecast: float, error: float, naive: float) -> list[str]:
+        return [
+            f"{actual:,.0f}",
+            f"{forecast:,.0f}",
+            f"{100 * (forecast / actual - 1):+.1f}%",
+            f"{100 * error / actual:.1f}%",
+            f"{error / naive:.2f}",
+        ]
+
+    region_rows = table_rows(record, "track-accuracy-region")
+    assert [row[:3] for row in region_rows] == [
+        ["<strong>All regions</strong>", "days 1-7", "7"],
+        ["North · RN", "days 1-7", "7"],
+    ]
+    wanted = expected(
+        region["actual_total"],
+        region["forecast_total"],
+        region["abs_error"],
+        region["naive_abs_error"],
+    )
+    assert region_rows[0][3:8] == wanted == ["50", "50", "-1.0%", "16.0%", "0.73"]
+    assert region_rows[0][8:] == [f"{6 / 7:.0%}", "100%"]  # in_p10_p90 and under_p95 of 7 days
+    facility_rows = table_rows(record, "track-accuracy-facility")
+    assert len(facility_rows) == 1 and facility_rows[0][:2] == ["days 1-7", "14"]
+    assert facility_rows[0][2:7] == expected(
+        facility["actual_total"].sum(),
+        facility["forecast_total"].sum(),
+        facility["abs_error"].sum(),
+        facility["naive_abs_error"].sum(),
+    )
+    assert facility_rows[0][5] == "19.0%"  # facility errors do not cancel: (6.5 + 3) / 50
+
+
+def test_service_level_table_sets_achieved_against_promised(track_page: str) -> None:
+    record = section(track_page, "track-record")
+    outcome = result_frames(AS_OF)["pool_outcome"]
+    rows = table_rows(record, "track-service")
+    assert [row[0] for row in rows] == ["base", "tight"]  # base scenario first
+    for row, held in zip(rows, outcome.itertuples(index=False), strict=True):
+        achieved = f"{100 * held.covered / held.days:.1f}%"
+        promised = f"{100 * held.service_level:.1f}%"
+        assert row[1:] == ["North", "RN", "1", achieved, promised, "1", achieved, promised]
+    assert "Achieved service level: for each past day" in record
+    assert 'class="num short"' not in record
+
+
+def test_a_pool_short_of_its_promise_is_highlighted(engine: Engine, tmp_path: Path) -> None:
+    frames = result_frames(AS_OF)
+    frames["pool_outcome"]["covered"] = [6.3, 6.95]  # base: 90.0% against 95% promised
+    publish(engine, frames)
+    record = section(write_report(engine, tmp_path / "r.html").read_text("utf-8"), "track-record")
+    service = record[record.index('<table id="track-service">') :]
+    assert service.count('<td class="num short">90.0%</td>') == 2  # over 13 and 52 weeks
+    assert service.count("short") == 2
+
+
+def test_the_record_is_as_of_the_run_and_flags_are_the_run_own(
+    engine: Engine, tmp_path: Path
+) -> None:
+    earlier = publish(engine, result_frames(AS_OF))
+    next_week = AS_OF + dt.timedelta(days=7)
+    later = publish(engine, run_frames(as_of=next_week), as_of=next_week)  # scores nothing
+    page = write_report(engine, tmp_path / "later.html", run_id=later).read_text("utf-8")
+    assert not drift_banner(page)
+    record = section(page, "track-record")
+    assert "No measure left its band." in record and '<table id="track-service">' in record
+    older = publish(engine, run_frames(), as_of=AS_OF - dt.timedelta(days=7))
+    page = write_report(engine, tmp_path / "older.html", run_id=older).read_text("utf-8")
+    assert "begins with the next weekly run" in section(page, "track-record")
+    page = write_report(engine, tmp_path / "earlier.html", run_id=earlier).read_text("utf-8")
+    assert drift_banner(page) and "<svg" in section(page, "track-record")
+
+
+def test_a_run_without_a_track_record_says_when_it_begins(page: str) -> None:
+    record = section(page, "track-record")
+    assert (
+        "No earlier published run has been scored yet: the track record begins with the next "
+        "weekly run"
+    ) in record
+    assert "<svg" not in record and "<table" not in record
+    assert '<a href="#track-record">Track record</a>' in page
+
+
+def test_hostile_names_in_the_track_record_are_escaped(engine: Engine, tmp_path: Path) -> None:
+    frames = result_frames(AS_OF)
+    for name in ("forecast_score", "pool_outcome", "track_record_flag"):
+        frames[name]["region"] = EVIL_REGION
+    frames["track_record_flag"]["message"] = f"{EVIL_REGION} RN: forecasts ran high."
+    publish(engine, frames)
+    page = write_report(engine, tmp_path / "r.html").read_text(encoding="utf-8")
+    elements = parse(page)
+    assert "script" not in {tag for tag, _ in elements.tags}
+    escaped = "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;"
+    assert f"{escaped} RN: forecasts ran high." in drift_banner(page)
+    record = section(page, "track-record")
+    assert f"<td>{escaped}</td>" in record and f"{escaped} · RN" in record
+    assert EVIL_REGION in "\n".join(elements.svg_text)
+    figures = [attrs for tag, attrs in elements.tags if tag == "figure" and "data-region" in attrs]
+    assert [attrs["data-region"] for attrs in figures] == [EVIL_REGION]
 
 
 def test_chart_paths_are_compact_and_break_at_gaps() -> None:
