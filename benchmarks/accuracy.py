@@ -84,6 +84,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from models import metrics
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "real"
 OUT = ROOT / "benchmarks" / "out"
@@ -135,16 +137,9 @@ def seasonal_naive_scale(y: np.ndarray, season: int = SEASON) -> float:
     return float(np.mean(np.abs(y[season:] - y[:-season])))
 
 
-def pinball_loss(
-    actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float] = QUANTILES
-) -> np.ndarray:
-    """Pinball loss per day, averaged over the quantile levels (unit of ``actual``).
-
-    ``actual`` is ``[n, H]``, ``quantiles`` is ``[n, H, len(levels)]``; returns ``[n, H]``.
-    """
-    tau = np.asarray(levels, dtype=float)
-    diff = np.asarray(actual, dtype=float)[..., None] - np.asarray(quantiles, dtype=float)
-    return np.mean(np.maximum(tau * diff, (tau - 1.0) * diff), axis=-1)
+def pinball_loss(actual: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Pinball loss per day over the :data:`QUANTILES` (``[n, H]`` from ``[n, H, levels]``)."""
+    return metrics.pinball_loss(actual, quantiles, QUANTILES)
 
 
 def prefix_means(values: np.ndarray, horizons: Sequence[int]) -> np.ndarray:

@@ -69,6 +69,7 @@ from models.forecasters import (
     SeasonalNaive,
     WeekdayMean,
 )
+from models.metrics import pinball_loss
 
 INACTIVE_DAYS = 8 * SEASON
 MIN_FIT_DAYS = 8 * SEASON
@@ -310,15 +311,6 @@ def _fast_quantiles(
     z = _NORMAL_Z[None, :]
     out[large] = np.maximum(np.ceil(m + sd * (z + (z * z - 1.0) * skew / 6.0) - 0.5), 0.0)
     return out
-
-
-def pinball_loss(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:
-    """Pinball loss per row, averaged over ``levels`` (units of the data)."""
-    diff = np.asarray(actual, dtype=float)[:, None] - quantiles
-    tau = np.asarray(levels)[None, :]
-    above = tau * diff
-    np.multiply(tau - 1.0, diff, out=diff)  # the same products, without two more temporaries
-    return np.mean(np.maximum(above, diff, out=above), axis=1)
 
 
 def is_inactive(y: np.ndarray) -> bool:

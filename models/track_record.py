@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from models.metrics import inside, pinball_loss
 from models.regional import week_start
 
 LEAD_BANDS: tuple[tuple[int, int], ...] = ((1, 7), (8, 28), (29, 91), (92, 182))
@@ -126,10 +127,8 @@ def score_forecasts(
     if rows.empty:
         return pd.DataFrame(columns=columns)
     y = rows["demand"].to_numpy(dtype=float)
-    levels = np.array(list(QUANTILE_COLUMNS.values()))
     quantiles = rows[list(QUANTILE_COLUMNS)].to_numpy(dtype=float)
-    diff = y[:, None] - quantiles
-    pinball = np.maximum(levels * diff, (levels - 1.0) * diff).mean(axis=1)
+    pinball = pinball_loss(y, quantiles, list(QUANTILE_COLUMNS.values()))
     scored = pd.DataFrame(
         {
             "scored_run_id": rows["scored_run_id"].to_numpy(),
@@ -144,9 +143,7 @@ def score_forecasts(
             "abs_error": np.abs(rows["mean"].to_numpy(dtype=float) - y),
             "naive_abs_error": np.abs(rows["naive"].to_numpy(dtype=float) - y),
             "pinball_total": pinball,
-            "in_p10_p90": (
-                (y >= rows["p10"].to_numpy(dtype=float)) & (y <= rows["p90"].to_numpy(dtype=float))
-            ).astype(int),
+            "in_p10_p90": inside(y, rows["p10"], rows["p90"]).astype(int),
             "under_p95": (y <= rows["p95"].to_numpy(dtype=float)).astype(int),
         }
     )

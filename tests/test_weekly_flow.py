@@ -119,7 +119,10 @@ def test_weekly_flow_publishes_pools_targets_and_reruns_replace(
     assert first_month == str(AS_OF)  # months start at as_of, not the 1st of its month
     assert counted == 8  # the demo agency has offers and nurses in every region and role
     artifacts = _artifacts(run["flow_run_id"])
-    assert {"hiring-targets", "on-call-pools", "weekly-forecast-progress"} <= set(artifacts)
+    expected = {"hiring-targets", "on-call-pools", "weekly-forecast-progress", "track-record-drift"}
+    assert expected <= set(artifacts)
+    drift = artifacts["track-record-drift"].data  # the first run: no record, so no drift
+    assert (json.loads(drift) if isinstance(drift, str) else drift) == []
     assert artifacts["weekly-forecast-progress"].data == 100.0
     quality = str(artifacts["data-quality"].data)  # rows, rules, and what bad rows cost
     assert "| excluded |" in quality and "## What bad and excluded rows cost" in quality
