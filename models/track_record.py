@@ -296,8 +296,10 @@ FORECAST_WEEKS = 8
 """Scored weeks (the latest) the forecast flags look at."""
 SERVICE_WEEKS = 13
 """Judged weeks (the latest) the service-level flag looks at."""
-MIN_WEEKS = 4
-"""Fewer weeks than this raise no flag (too few to tell drift from noise)."""
+MIN_WEEKS = 8
+"""Fewer weeks than this raise no flag: over 4 weeks (28 days) the share of days inside an 80%
+interval varies by about 7 points by chance alone, so a one-facility agency's first month
+would be flagged for noise."""
 
 
 def drift_flags(region_scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:

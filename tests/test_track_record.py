@@ -293,7 +293,7 @@ def test_drift_is_flagged_outside_the_bands_and_not_on_too_few_weeks() -> None:
     assert short["value"].iloc[0] == pytest.approx(0.91)
     assert short["low"].iloc[0] == pytest.approx(0.92)
     assert "91.0% of days" in short["message"].iloc[0]
-    assert drift_flags(_region_weeks(3, 100, 150, 0), _outcomes(3, 0.0)).empty  # too few weeks
+    assert drift_flags(_region_weeks(7, 100, 150, 0), _outcomes(7, 0.0)).empty  # too few weeks
     # 20% high on a small region: 8 weeks x 10 shifts, 16 over, within 2 sd of Poisson noise
     small = drift_flags(_region_weeks(8, 10, 12, 6), none)
     assert small.empty
