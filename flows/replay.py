@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import cast
+from uuid import UUID
 
 import sqlalchemy as sa
 from prefect import flow, get_run_logger
@@ -140,7 +142,11 @@ def _replay(settings: Settings, dates: list[date]) -> ReplaySummary:
     source = extract(settings.resolved_source_url, todo[-1], settings, mapping)
     read_seconds = time.perf_counter() - read
     logger.info("Read the source once, as of %s, in %.1f s", todo[-1], read_seconds)
-    progress = create_progress_artifact(0.0, key="replay-progress", description="staffcast replay")
+    # Called from sync code, Prefect's sync-compatible function returns the id itself.
+    progress = cast(
+        UUID,
+        create_progress_artifact(0.0, key="replay-progress", description="staffcast replay"),
+    )
     published: list[RunSummary] = []
     stopped: list[tuple[date, str]] = []
     for number, as_of in enumerate(todo, start=1):
