@@ -22,7 +22,7 @@ from flows.replay import replay, replay_dates
 from flows.weekly_forecast import weekly_forecast
 from reports.schema import reporting_engine
 from staffcast.errors import StaffcastError
-from tests.conftest import AS_OF
+from tests.conftest import AS_OF, fresh_database
 from tests.test_cli import _staffcast
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -255,3 +255,34 @@ def test_replay_dates_and_their_errors() -> None:
         replay_dates(date(2026, 1, 5), date(2026, 1, 4), 7)
     with pytest.raises(StaffcastError, match="--every 0"):
         replay_dates(date(2026, 1, 5), date(2026, 1, 26), 0)
+
+
+@pytest.mark.postgres
+def test_replay_scores_and_replaces_on_postgresql(small_agency, tmp_path: Path) -> None:
+    """The track record's reads and the replacement of what later runs scored, on PostgreSQL."""
+    with fresh_database("postgresql", tmp_path) as engine:
+        url = engine.url.render_as_string(hide_password=False)
+        source = f"sqlite:///{small_agency.path}"
+        done = replay(start=WEEKS[1], end=WEEKS[3], source_url=source, reporting_url=url)
+        assert [s.as_of for s in done.published] == WEEKS[1:]
+        counts = _frame(
+            engine,
+            "SELECT r.as_of, count(DISTINCT s.scored_run_id) AS runs, sum(s.days) AS days "
+            "FROM forecast_score s JOIN forecast_run r ON r.run_id = s.run_id "
+            "WHERE s.level = 'region' GROUP BY r.as_of ORDER BY r.as_of",
+        )
+        assert counts["runs"].tolist() == [1, 2]  # each later run scores every earlier one
+        regions_roles = len(_frame(engine, "SELECT DISTINCT region, role FROM on_call_pool"))
+        assert counts["days"].tolist() == [7 * regions_roles, 14 * regions_roles]
+        judged = _frame(engine, "SELECT DISTINCT week_start FROM pool_outcome")
+        assert sorted(judged["week_start"]) == [pd.Timestamp(d) for d in WEEKS[1:3]]
+
+        middle = done.published[1].run_id
+        weekly_forecast(as_of=WEEKS[2], source_url=source, reporting_url=url, backfill=True)
+        left = _frame(
+            engine,
+            "SELECT count(*) AS n FROM forecast_score WHERE scored_run_id = :r",
+            r=middle,
+        )["n"][0]
+        assert left == 0
+        assert len(_frame(engine, "SELECT * FROM current_forecast_score")) > 0
