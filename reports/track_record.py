@@ -148,15 +148,18 @@ def _score_forecasts(
         days = [d for d in days if d not in done]
         if not days:
             continue
+        # the demand of the scored days and of the week before the run (its seasonal naive)
+        naive_week = pd.date_range(run.as_of - dt.timedelta(days=7), run.as_of, inclusive="left")
+        needed = pd.DatetimeIndex(days).append(naive_week)
         facility = score_forecasts(
             _forecast_rows(connection, "demand_forecast", ["facility_id", "role"], run, days),
-            actual,
+            actual[actual["date"].isin(needed)],
             ["facility_id", "role"],
         )
         facility["region"] = facility["facility_id"].map(region_of).fillna("(unknown)")
         region = score_forecasts(
             _forecast_rows(connection, "regional_forecast", ["region", "role"], run, days),
-            regional,
+            regional[regional["date"].isin(needed)],
             ["region", "role"],
         )
         parts += [
