@@ -286,3 +286,23 @@ def test_replay_scores_and_replaces_on_postgresql(small_agency, tmp_path: Path) 
         )["n"][0]
         assert left == 0
         assert len(_frame(engine, "SELECT * FROM current_forecast_score")) > 0
+
+
+def test_a_week_a_data_rule_stops_is_named_and_the_replay_goes_on(
+    small_agency, tmp_path: Path
+) -> None:
+    """Weeks before the agency's first request stop on a batch rule; the replay names them,
+    records them as failed, and publishes the weeks after."""
+    first_day = AS_OF - timedelta(days=int(1.3 * 365) + 7)  # before the history begins
+    start = first_day - timedelta(days=first_day.weekday())
+    reporting = f"sqlite:///{tmp_path / 'reporting.db'}"
+    done = replay(
+        start=start,
+        end=start + timedelta(weeks=1),
+        source_url=f"sqlite:///{small_agency.path}",
+        reporting_url=reporting,
+    )
+    assert [as_of for as_of, _ in done.stopped] == [start, start + timedelta(weeks=1)]
+    assert all("Nothing was published" in reason for _, reason in done.stopped)
+    runs = _frame(reporting_engine(reporting), "SELECT as_of, status FROM forecast_run")
+    assert set(runs["status"]) == {"failed"} and len(runs) == 2
