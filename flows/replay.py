@@ -6,10 +6,11 @@ run seeing only what existed before its as_of, and publishes them oldest first (
 a current run of a later as_of stays current), so every run scores the ones before it
 (reports.track_record).
 
-- **Read once.** The source is read once, at ``end`` (the latest as_of); every week's run cuts
-  that extract at its own as_of, exactly as a run of that week would have cut the source
-  (validation keeps only rows that existed before as_of; cancellations and hires after it had
-  not happened yet).
+- **Read once.** The source is read once, at ``end`` (the latest as_of), its database tables
+  kept in memory (up to ``settings.replay_cache_mb``; a larger source, or a folder of files, is
+  read again for each week, and the log says so); every week's run cuts that extract at its
+  own as_of, exactly as a run of that week would have cut the source (validation keeps only
+  rows that existed before as_of; cancellations and hires after it had not happened yet).
 - **Resumable.** An as_of that already has a published run is skipped: a replay that was
   interrupted (or failed at some week) goes on from where it stopped when run again.
 - **Progress.** One line per week (as_of, run id, seconds) on the run's log, and a Prefect
@@ -48,6 +49,7 @@ from reports.schema import create_schema, reporting_engine, table
 from staffcast.errors import StaffcastError, ValidationFailed
 from staffcast.mapping import load_mapping
 from staffcast.settings import Settings
+from staffcast.source import StreamedTable, cache_streamed
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,22 @@ def _replay(settings: Settings, dates: list[date]) -> ReplaySummary:
     mapping = load_mapping(settings.source_mapping) if settings.source_mapping else None
     read = time.perf_counter()
     source = extract(settings.resolved_source_url, todo[-1], settings, mapping)
+    database = any(isinstance(t, StreamedTable) for t in source.tables.values())
+    source, cached = cache_streamed(source, settings.replay_cache_mb)
     read_seconds = time.perf_counter() - read
-    logger.info("Read the source once, as of %s, in %.1f s", todo[-1], read_seconds)
+    if database and not cached:
+        logger.warning(
+            "The source's tables take more than STAFFCAST_REPLAY_CACHE_MB (%g MB): each week "
+            "reads them from the database again",
+            settings.replay_cache_mb,
+        )
+    else:
+        logger.info(
+            "Read the source once, as of %s, in %.1f s%s",
+            todo[-1],
+            read_seconds,
+            "" if database else " (its files are read from disk again for each week)",
+        )
     # Called from sync code, Prefect's sync-compatible function returns the id itself.
     progress = cast(
         UUID,

@@ -242,6 +242,15 @@ class Settings(BaseSettings):
             "correcting rerun of an earlier week replaces a bad later one in every current_ view."
         ),
     )
+    replay_cache_mb: float = Field(
+        2048.0,
+        ge=0,
+        description=(
+            "Memory `staffcast replay` may keep the source's streamed tables in (MB), so that "
+            "the database is read once for all the weeks; a larger source is read again for "
+            "each week (0: always)."
+        ),
+    )
     heartbeat_seconds: float = Field(
         30.0,
         gt=0,

@@ -89,7 +89,9 @@ __all__ = [
     "SOURCE_COLUMNS",
     "STREAMED_TABLES",
     "MissingColumn",
+    "CachedTable",
     "ChunkedTable",
+    "cache_streamed",
     "RawTable",
     "SourceExtract",
     "StreamedTable",
@@ -210,6 +212,48 @@ class ChunkedTable(Protocol):
 
 
 RawTable: TypeAlias = pd.DataFrame | ChunkedTable
+
+
+@dataclass(frozen=True)
+class CachedTable:
+    """A streamed table read once and kept in memory, chunk by chunk (``staffcast replay``
+    validates the same extract at many as_ofs). Each pass hands out shallow copies, so what a
+    reader adds to a chunk is not kept (pandas copies on write)."""
+
+    chunks: tuple[pd.DataFrame, ...]
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for chunk in self.chunks:
+            yield chunk.copy(deep=False)
+
+    def narrowed(self, columns: tuple[str, ...]) -> CachedTable:
+        """The same rows with only ``columns``."""
+        return CachedTable(tuple(chunk[list(columns)] for chunk in self.chunks))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the chunks hold (bytes)."""
+        return sum(int(chunk.memory_usage(deep=True).sum()) for chunk in self.chunks)
+
+
+def cache_streamed(extract: SourceExtract, max_mb: float) -> tuple[SourceExtract, bool]:
+    """The extract with its database tables read into memory (:class:`CachedTable`), or the
+    extract unchanged when they would take more than ``max_mb`` MB; True when cached. Files
+    (CSV, Parquet) stay streamed: reading a local file again costs the source nothing."""
+    streamed = {n: t for n, t in extract.tables.items() if isinstance(t, StreamedTable)}
+    if not streamed or max_mb <= 0:
+        return extract, False
+    cached: dict[str, RawTable] = {}
+    total = 0
+    for name, table in streamed.items():
+        chunks: list[pd.DataFrame] = []
+        for chunk in table:
+            chunks.append(chunk)
+            total += int(chunk.memory_usage(deep=True).sum())
+            if total > max_mb * 2**20:
+                return extract, False
+        cached[name] = CachedTable(tuple(chunks))
+    return replace(extract, tables={**extract.tables, **cached}), True
 
 
 def table_chunks(table: RawTable) -> Iterator[pd.DataFrame]:

@@ -306,3 +306,28 @@ def test_a_week_a_data_rule_stops_is_named_and_the_replay_goes_on(
     assert all("Nothing was published" in reason for _, reason in done.stopped)
     runs = _frame(reporting_engine(reporting), "SELECT as_of, status FROM forecast_run")
     assert set(runs["status"]) == {"failed"} and len(runs) == 2
+
+
+def test_the_source_is_read_once_and_each_week_gets_it_unchanged(small_agency) -> None:
+    from staffcast.source import CachedTable, StreamedTable, cache_streamed, table_chunks
+    from staffcast.source_files import open_source
+
+    extract = open_source(f"sqlite:///{small_agency.path}", AS_OF, "America/Chicago", None)
+    streamed = [n for n, t in extract.tables.items() if isinstance(t, StreamedTable)]
+    assert "shift_requests" in streamed
+    cached, kept = cache_streamed(extract, max_mb=512)
+    assert kept and all(isinstance(cached.tables[n], CachedTable) for n in streamed)
+    for name in streamed:
+        once = pd.concat(list(table_chunks(extract.tables[name])), ignore_index=True)
+        first = pd.concat(list(table_chunks(cached.tables[name])), ignore_index=True)
+        first["added_by_a_reader"] = 1  # what one week's run does to its frames ...
+        for chunk in cached.tables[name]:
+            chunk.iloc[:, 0] = "changed"
+        again = pd.concat(list(table_chunks(cached.tables[name])), ignore_index=True)
+        pd.testing.assert_frame_equal(again, once)  # ... the next week does not see
+        narrow = cached.tables[name].narrowed(
+            ("facility_id",) if "facility_id" in once else (once.columns[0],)
+        )
+        assert list(next(iter(narrow)).columns) == list(narrow.chunks[0].columns)
+    too_big, kept = cache_streamed(extract, max_mb=0.001)
+    assert not kept and too_big is extract
