@@ -23,9 +23,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, Select, func, select
 
 from models.track_record import (
     FORECAST_WEEKS,
@@ -64,12 +65,12 @@ class TrackRecord:
         }
 
 
-def _frame(connection: Connection, statement: object, columns: list[str]) -> pd.DataFrame:
-    rows = connection.execute(statement).all()  # type: ignore[call-overload]
+def _frame(connection: Connection, statement: Select[Any], columns: list[str]) -> pd.DataFrame:
+    rows = connection.execute(statement).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
-def _published_before(as_of: dt.date) -> object:
+def _published_before(as_of: dt.date) -> Select[Any]:
     """Run ids published with an as_of before ``as_of`` (a subquery)."""
     runs = table("forecast_run")
     return select(runs.c.run_id).where(runs.c.status == "published", runs.c.as_of < as_of)
@@ -110,18 +111,20 @@ def _scored_days(
 
 
 def _forecast_rows(
-    connection: Connection, name: str, keys: list[str], run: object, days: list[dt.date]
+    connection: Connection, name: str, keys: list[str], run: Any, days: list[dt.date]
 ) -> pd.DataFrame:
+    """``name``'s rows (demand_forecast or regional_forecast) of an earlier run (a row of
+    ``_earlier_runs``) on ``days`` (sorted), with the run's id and as_of."""
     source = table(name)
     columns = [*keys, "date", "mean", *QUANTILE_COLUMNS]
     statement = select(*(source.c[c] for c in columns)).where(
-        source.c.run_id == run.run_id,  # type: ignore[attr-defined]
+        source.c.run_id == run.run_id,
         source.c.date >= days[0],
         source.c.date <= days[-1],
     )
     frame = _frame(connection, statement, columns)
     frame = frame[frame["date"].isin(set(days))]
-    return frame.assign(scored_run_id=run.run_id, as_of=run.as_of)  # type: ignore[attr-defined]
+    return frame.assign(scored_run_id=run.run_id, as_of=run.as_of)
 
 
 def _score_forecasts(
@@ -253,7 +256,7 @@ def _record_before(
         select(*(scores.c[c] for c in score_columns)).where(
             scores.c.level == "region",
             scores.c.week_start >= since,
-            scores.c.run_id.in_(earlier),  # type: ignore[arg-type]
+            scores.c.run_id.in_(earlier),
         ),
         score_columns,
     )
@@ -263,7 +266,7 @@ def _record_before(
         select(*(outcomes.c[c] for c in outcome_columns)).where(
             outcomes.c.scenario == BASE_SCENARIO,
             outcomes.c.week_start >= since,
-            outcomes.c.run_id.in_(earlier),  # type: ignore[arg-type]
+            outcomes.c.run_id.in_(earlier),
         ),
         outcome_columns,
     )
@@ -305,7 +308,7 @@ def score_published(
 # --- reading the record back (the report) ---------------------------------------------------
 
 
-def _record_runs(as_of: dt.date) -> object:
+def _record_runs(as_of: dt.date) -> Select[Any]:
     """Run ids of the record as of ``as_of``: published runs with as_of on or before it."""
     runs = table("forecast_run")
     return select(runs.c.run_id).where(runs.c.status == "published", runs.c.as_of <= as_of)
@@ -319,7 +322,7 @@ def accuracy_by_band(connection: Connection, as_of: dt.date, weeks: int) -> pd.D
     statement = (
         select(*keys, *(func.sum(scores.c[c]).label(c) for c in SUM_COLUMNS))
         .where(
-            scores.c.run_id.in_(_record_runs(as_of)),  # type: ignore[arg-type]
+            scores.c.run_id.in_(_record_runs(as_of)),
             scores.c.week_start >= as_of - dt.timedelta(weeks=weeks),
         )
         .group_by(*keys)
@@ -336,7 +339,7 @@ def weekly_against_actual(connection: Connection, as_of: dt.date, weeks: int) ->
     statement = (
         select(*keys, *(func.sum(scores.c[c]).label(c) for c in columns))
         .where(
-            scores.c.run_id.in_(_record_runs(as_of)),  # type: ignore[arg-type]
+            scores.c.run_id.in_(_record_runs(as_of)),
             scores.c.level == "region",
             scores.c.week_start >= as_of - dt.timedelta(weeks=weeks),
         )
@@ -354,7 +357,7 @@ def service_levels(connection: Connection, as_of: dt.date, spans: tuple[int, ...
     frame = _frame(
         connection,
         select(*(outcomes.c[c] for c in columns)).where(
-            outcomes.c.run_id.in_(_record_runs(as_of)),  # type: ignore[arg-type]
+            outcomes.c.run_id.in_(_record_runs(as_of)),
             outcomes.c.week_start >= as_of - dt.timedelta(weeks=longest),
         ),
         columns,
