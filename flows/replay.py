@@ -24,7 +24,7 @@ a current run of a later as_of stays current), so every run scores the ones befo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import cast
@@ -43,6 +43,7 @@ from flows.weekly_forecast import (
     _release_free_memory,
     _weekly_run,
     extract,
+    settings_with,
 )
 from reports.reporting_db import refused
 from reports.schema import create_schema, reporting_engine, table
@@ -62,7 +63,6 @@ class ReplaySummary:
     stopped: tuple[tuple[date, str], ...] = ()
     seconds: float = 0.0
     read_seconds: float = 0.0
-    weeks: tuple[date, ...] = field(default=())
 
 
 def replay_dates(start: date, end: date, every: int) -> list[date]:
@@ -106,18 +106,14 @@ def replay(
 
     Parameters as :func:`flows.weekly_forecast.weekly_forecast`; every run is a backfill.
     """
-    updates = {
-        k: v
-        for k, v in {
-            "source_url": source_url,
-            "reporting_url": reporting_url,
-            "scenarios": tuple(scenarios) if scenarios is not None else None,
-            "source_mapping": Path(source_mapping) if source_mapping is not None else None,
-            "allow_future_as_of": allow_future_as_of,
-        }.items()
-        if v is not None
-    }
-    settings = Settings().model_copy(update={**updates, "backfill": True})
+    settings = settings_with(
+        source_url=source_url,
+        reporting_url=reporting_url,
+        scenarios=tuple(scenarios) if scenarios is not None else None,
+        source_mapping=Path(source_mapping) if source_mapping is not None else None,
+        allow_future_as_of=allow_future_as_of,
+        backfill=True,
+    )
     _bound_heap()
     with _cancellable():
         return _replay(settings, replay_dates(start, end, every))
@@ -138,7 +134,7 @@ def _replay(settings: Settings, dates: list[date]) -> ReplaySummary:
             f"; resuming at {todo[0]}" if todo else "",
         )
     if not todo:
-        return ReplaySummary((), tuple(sorted(done)), weeks=tuple(dates))
+        return ReplaySummary((), tuple(sorted(done)))
     mapping = load_mapping(settings.source_mapping) if settings.source_mapping else None
     read = time.perf_counter()
     source = extract(settings.resolved_source_url, todo[-1], settings, mapping)
@@ -190,5 +186,4 @@ def _replay(settings: Settings, dates: list[date]) -> ReplaySummary:
         tuple(stopped),
         time.perf_counter() - began,
         read_seconds,
-        tuple(dates),
     )

@@ -559,20 +559,15 @@ def weekly_forecast(
     SIGTERM and SIGINT (and a Prefect cancellation) cancel the run: see
     staffcast.run_control.
     """
-    updates = {
-        k: v
-        for k, v in {
-            "source_url": source_url,
-            "reporting_url": reporting_url,
-            "horizon_days": horizon_days,
-            "scenarios": tuple(scenarios) if scenarios is not None else None,
-            "source_mapping": Path(source_mapping) if source_mapping is not None else None,
-            "allow_future_as_of": allow_future_as_of,
-            "backfill": backfill,
-        }.items()
-        if v is not None
-    }
-    settings = Settings().model_copy(update=updates)
+    settings = settings_with(
+        source_url=source_url,
+        reporting_url=reporting_url,
+        horizon_days=horizon_days,
+        scenarios=tuple(scenarios) if scenarios is not None else None,
+        source_mapping=Path(source_mapping) if source_mapping is not None else None,
+        allow_future_as_of=allow_future_as_of,
+        backfill=backfill,
+    )
     _bound_heap()
     with _cancellable():
         return _weekly_run(settings, as_of)
@@ -587,6 +582,12 @@ def _cut_at(source: SourceExtract, as_of: date, zone: str) -> SourceExtract:
         for name, frame in source.tables.items()
     }
     return replace(source, as_of=as_of, as_of_utc=as_of_instant(as_of, zone), tables=tables)
+
+
+def settings_with(**overrides: Any) -> Settings:
+    """The settings (``STAFFCAST_*``) with the flow parameters that were given (None: the
+    setting's own value)."""
+    return Settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
 @contextmanager
@@ -641,9 +642,9 @@ def _weekly_run(
             settings.heartbeat_seconds,
         )
         with beat:
-            extract_with_retries = functools.partial(extract, src_url, as_of, settings, mapping)
             if source is None:
-                source = stages.run("extract", extract_with_retries)
+                read = functools.partial(extract, src_url, as_of, settings, mapping)
+                source = stages.run("extract", read)
             else:
                 source = _cut_at(source, as_of, settings.agency_timezone)
             validated = stages.run("validate", validate, source, settings)
