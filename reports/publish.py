@@ -534,10 +534,6 @@ def _insert_rows(connection: Connection, target: Table, rows: _Rows) -> None:
     connection.execute(insert(target), rows.as_dicts())
 
 
-def _has_table(connection: Connection, name: str) -> bool:
-    return inspect(connection).has_table(name)
-
-
 def _has_column(connection: Connection, target: Table, name: str) -> bool:
     return any(column["name"] == name for column in inspect(connection).get_columns(target.name))
 
@@ -619,9 +615,8 @@ def publish_run(
                 child = table(name)
                 connection.execute(delete(child).where(child.c.run_id.in_(replaced)))
             for name, column in SCORED_RUN_COLUMNS.items():  # what later runs scored of them
-                if _has_table(connection, name):
-                    child = table(name)
-                    connection.execute(delete(child).where(child.c[column].in_(replaced)))
+                child = table(name)
+                connection.execute(delete(child).where(child.c[column].in_(replaced)))
             connection.execute(delete(forecast_run).where(forecast_run.c.run_id.in_(replaced)))
 
         for item in prepared:

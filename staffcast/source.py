@@ -230,11 +230,6 @@ class CachedTable:
         """The same rows with only ``columns``."""
         return CachedTable(tuple(chunk[list(columns)] for chunk in self.chunks))
 
-    @property
-    def nbytes(self) -> int:
-        """Memory the chunks hold (bytes)."""
-        return sum(int(chunk.memory_usage(deep=True).sum()) for chunk in self.chunks)
-
 
 def cache_streamed(extract: SourceExtract, max_mb: float) -> tuple[SourceExtract, bool]:
     """The extract with its database tables read into memory (:class:`CachedTable`), or the
