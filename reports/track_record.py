@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, Select, func, select
 
+from models.plan import BASE_SCENARIO
 from models.track_record import (
     FORECAST_WEEKS,
     QUANTILE_COLUMNS,
@@ -44,7 +45,6 @@ RECORD_DAYS = 371
 """How far back (days before as_of) a run looks for earlier runs to score and pools to judge."""
 REGION_ROW = "*"
 """``facility_id`` of region-level forecast_score rows."""
-BASE_SCENARIO = "base"
 
 _SCORE_KEYS = ["scored_run_id", "as_of"]
 
@@ -68,6 +68,11 @@ class TrackRecord:
 def _frame(connection: Connection, statement: Select[Any], columns: list[str]) -> pd.DataFrame:
     rows = connection.execute(statement).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+
+def _columns(name: str) -> list[str]:
+    """The columns a run's frame for table ``name`` carries (publish adds ``run_id``)."""
+    return [c.name for c in table(name).columns if c.name != "run_id"]
 
 
 def _published_before(as_of: dt.date) -> Select[Any]:
@@ -136,7 +141,7 @@ def _score_forecasts(
 ) -> pd.DataFrame:
     """forecast_score rows for the earlier runs' days not scored yet, one earlier run at a time
     (a national agency's run has millions of forecast rows; only the sums are kept)."""
-    columns = [c.name for c in table("forecast_score").columns if c.name != "run_id"]
+    columns = _columns("forecast_score")
     scored = _scored_days(connection, as_of, runs["run_id"])
     first = pd.Timestamp(runs["as_of"].min()) - pd.Timedelta(days=7)
     recent = history[history["date"] >= first]
@@ -184,7 +189,7 @@ def _judge_pools(
     facilities: pd.DataFrame,
 ) -> pd.DataFrame:
     """pool_outcome rows for the weeks that ended before as_of and were not judged yet."""
-    outcome_columns = [c.name for c in table("pool_outcome").columns if c.name != "run_id"]
+    outcome_columns = _columns("pool_outcome")
     first = runs["as_of"].min()
     monday = first + dt.timedelta(days=(7 - first.weekday()) % 7)
     weeks = [d.date() for d in pd.date_range(monday, as_of - dt.timedelta(days=7), freq="7D")]
@@ -289,11 +294,13 @@ def score_published(
     with engine.connect() as connection:
         runs = _earlier_runs(connection, as_of)
         if runs.empty:
-            scores = pd.DataFrame(columns=[c.name for c in table("forecast_score").columns])
-            held = pd.DataFrame(columns=[c.name for c in table("pool_outcome").columns])
+            scores = pd.DataFrame(columns=_columns("forecast_score"))
+            held = pd.DataFrame(columns=_columns("pool_outcome"))
         else:
             scores = _score_forecasts(connection, as_of, runs, history, facilities)
             held = _judge_pools(connection, as_of, runs, history, offers, facilities)
+        # the flags take the latest weeks *with* a record, which may lie further back than
+        # their count when weekly runs were missed: read half a year more than they need
         weeks = max(FORECAST_WEEKS, SERVICE_WEEKS) + 30
         region_before, base_before = _record_before(connection, as_of, weeks)
     region_now = scores.loc[scores["level"] == "region", region_before.columns]
@@ -302,7 +309,7 @@ def score_published(
         pd.concat([region_before, region_now], ignore_index=True),
         pd.concat([base_before, base_now], ignore_index=True),
     )
-    return TrackRecord(scores.drop(columns="run_id", errors="ignore"), held, flags)
+    return TrackRecord(scores, held, flags)
 
 
 # --- reading the record back (the report) ---------------------------------------------------
