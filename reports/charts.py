@@ -260,6 +260,12 @@ def svg(frame: Frame, body: str, title: str, css_class: str = "chart") -> str:
     )
 
 
+def _week_labels(weeks: list[dt.date], every: int) -> tuple[list[float], list[str]]:
+    """Positions (week index) and ``Oct 6`` labels of every ``every``-th week."""
+    picked = range(0, len(weeks), every)
+    return [float(i) for i in picked], [f"{weeks[i]:%b} {weeks[i].day}" for i in picked]
+
+
 def weekly_pool_chart(role: str, pool: pd.DataFrame, weeks: list[dt.date]) -> tuple[str, str]:
     """One role's weekly on-call pools: the SVG (one step series per region) and an HTML legend.
 
@@ -270,10 +276,8 @@ def weekly_pool_chart(role: str, pool: pd.DataFrame, weeks: list[dt.date]) -> tu
     index = {week: position for position, week in enumerate(weeks)}
     ticks = nice_ticks(float(pool["recommended_pool"].max()), 5)
     frame = Frame(0, len(weeks), 0, ticks[-1], width=900, height=240, left=44, bottom=24)
-    label_every = max(1, round(len(weeks) / 9))
-    positions = [i + 0.5 for i in range(0, len(weeks), label_every)]
-    labels = [f"{weeks[i]:%b} {weeks[i].day}" for i in range(0, len(weeks), label_every)]
-    body = [y_axis(frame, ticks), x_axis(frame, positions, labels)]
+    positions, labels = _week_labels(weeks, max(1, round(len(weeks) / 9)))
+    body = [y_axis(frame, ticks), x_axis(frame, [p + 0.5 for p in positions], labels)]
     legend = []
     for number, (region, series) in enumerate(pool.groupby("region", sort=True)):
         series = series.sort_values("week_start")
@@ -435,13 +439,6 @@ ACCURACY_LEGEND = (
 )
 
 
-def _week_labels(weeks: list[dt.date], most: int) -> tuple[list[float], list[str]]:
-    """Positions (week index) and ``Oct 6`` labels of at most about ``most`` weeks."""
-    every = max(1, math.ceil(len(weeks) / most))
-    picked = range(0, len(weeks), every)
-    return [float(i) for i in picked], [f"{weeks[i]:%b} {weeks[i].day}" for i in picked]
-
-
 def weekly_accuracy_chart(
     region: str, role: str, weekly: pd.DataFrame, weeks: list[dt.date]
 ) -> str:
@@ -459,7 +456,8 @@ def weekly_accuracy_chart(
     high = float(np.nanmax(values, initial=0.0)) if np.isfinite(values).any() else 0.0
     ticks = nice_ticks(high * 1.02, 4)
     frame = Frame(-0.5, len(weeks) - 0.5, 0, ticks[-1], width=430, height=170)
-    body = [y_axis(frame, ticks), x_axis(frame, *_week_labels(weeks, 6))]
+    labelled = _week_labels(weeks, max(1, math.ceil(len(weeks) / 6)))  # about six labels
+    body = [y_axis(frame, ticks), x_axis(frame, *labelled)]
     for column, label in ACCURACY_LINES:
         css_class = _ACCURACY_CLASSES[column]
         y = weekly[column].to_numpy(dtype=float)
