@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from typing import cast
 from uuid import UUID
 
@@ -109,8 +108,8 @@ def replay(
     settings = settings_with(
         source_url=source_url,
         reporting_url=reporting_url,
-        scenarios=tuple(scenarios) if scenarios is not None else None,
-        source_mapping=Path(source_mapping) if source_mapping is not None else None,
+        scenarios=scenarios,
+        source_mapping=source_mapping,
         allow_future_as_of=allow_future_as_of,
         backfill=True,
     )

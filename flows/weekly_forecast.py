@@ -563,8 +563,8 @@ def weekly_forecast(
         source_url=source_url,
         reporting_url=reporting_url,
         horizon_days=horizon_days,
-        scenarios=tuple(scenarios) if scenarios is not None else None,
-        source_mapping=Path(source_mapping) if source_mapping is not None else None,
+        scenarios=scenarios,
+        source_mapping=source_mapping,
         allow_future_as_of=allow_future_as_of,
         backfill=backfill,
     )
@@ -584,9 +584,16 @@ def _cut_at(source: SourceExtract, as_of: date, zone: str) -> SourceExtract:
     return replace(source, as_of=as_of, as_of_utc=as_of_instant(as_of, zone), tables=tables)
 
 
-def settings_with(**overrides: Any) -> Settings:
+def settings_with(
+    *, scenarios: list[str] | None = None, source_mapping: str | None = None, **overrides: Any
+) -> Settings:
     """The settings (``STAFFCAST_*``) with the flow parameters that were given (None: the
-    setting's own value)."""
+    setting's own value); ``scenarios`` and ``source_mapping`` as the flows take them (a list,
+    a path's text)."""
+    if scenarios is not None:
+        overrides["scenarios"] = tuple(scenarios)
+    if source_mapping is not None:
+        overrides["source_mapping"] = Path(source_mapping)
     return Settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
